@@ -1,0 +1,137 @@
+#include "common/runtime.h"
+
+#include <dlfcn.h>
+#include <link.h>
+
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <string>
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include "common/errors.h"
+
+namespace instill {
+namespace {
+
+std::string resolve(const char* p) {
+  char buf[PATH_MAX];
+  if (p && realpath(p, buf)) return buf;
+  return p ? p : "";
+}
+
+int collect(struct dl_phdr_info* info, size_t, void* data) {
+  auto* libs = static_cast<std::vector<std::string>*>(data);
+  if (info->dlpi_name && info->dlpi_name[0]) libs->push_back(resolve(info->dlpi_name));
+  return 0;
+}
+
+bool contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
+
+}  // namespace
+
+BlasInfo detect_blas() {
+  std::vector<std::string> libs;
+  dl_iterate_phdr(collect, &libs);
+  BlasInfo info;
+  info.name = "unknown";
+  // Prefer the library that provides sgemm_ in this process.
+  void* sym = dlsym(RTLD_DEFAULT, "sgemm_");
+  if (sym) {
+    Dl_info dli;
+    if (dladdr(sym, &dli) && dli.dli_fname) info.path = resolve(dli.dli_fname);
+  }
+  if (info.path.empty()) {
+    for (const auto& l : libs) {
+      if (contains(l, "blas") || contains(l, "mkl") || contains(l, "blis")) {
+        info.path = l;
+        break;
+      }
+    }
+  }
+  const std::string& p = info.path;
+  if (contains(p, "openblas")) info.name = "openblas";
+  else if (contains(p, "mkl")) info.name = "mkl";
+  else if (contains(p, "blis")) info.name = "blis";
+  else if (contains(p, "atlas")) info.name = "atlas";
+  else if (contains(p, "libblas")) { info.name = "reference"; info.reference = true; }
+  else if (p.empty()) {
+    // Torch may be linked statically against MKL (PyTorch wheels).
+    for (const auto& l : libs) if (contains(l, "libtorch_cpu")) info.path = l;
+    if (dlsym(RTLD_DEFAULT, "mkl_get_version")) info.name = "mkl";
+  }
+  using cfg_fn = char* (*)();
+  if (auto f = reinterpret_cast<cfg_fn>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
+    info.config = f();
+    if (info.name == "unknown" || info.name == "reference") { info.name = "openblas"; info.reference = false; }
+  }
+  return info;
+}
+
+RuntimeInfo runtime_info() {
+  RuntimeInfo r;
+  r.torch_version = TORCH_VERSION;
+#ifdef INSTILL_WITH_CUDA
+  r.cuda_build = true;
+#endif
+  r.cuda_available = torch::cuda::is_available();
+  r.cuda_device_count = r.cuda_available ? static_cast<int>(torch::cuda::device_count()) : 0;
+  for (int i = 0; i < r.cuda_device_count; ++i) r.cuda_devices.push_back("cuda:" + std::to_string(i));
+  r.intra_op_threads = at::get_num_threads();
+  r.inter_op_threads = at::get_num_interop_threads();
+  r.blas = detect_blas();
+  return r;
+}
+
+namespace {
+std::atomic<int> g_threads{0};
+}
+
+void set_threads(int n) {
+  if (n < 1 || n > 4096) throw RangeError("threads must be between 1 and 4096, got " + std::to_string(n));
+  g_threads = n;
+  at::set_num_threads(n);
+}
+
+int get_threads() {
+  int n = g_threads.load();
+  return n > 0 ? n : at::get_num_threads();
+}
+
+void apply_threads() {
+  int n = g_threads.load();
+  if (n > 0 && at::get_num_threads() != n) at::set_num_threads(n);
+}
+
+MatmulBenchResult matmul_bench(int64_t n, double min_seconds, const std::function<void(double)>& progress,
+                               const std::atomic<bool>* cancel) {
+  if (n < 1 || n > 16384) throw RangeError("matmul size n must be in [1, 16384], got " + std::to_string(n));
+  if (!(min_seconds >= 0) || min_seconds > 3600) throw RangeError("seconds must be in [0, 3600]");
+  torch::NoGradGuard no_grad;
+  auto a = torch::randn({n, n});
+  auto b = torch::randn({n, n});
+  auto c = torch::mm(a, b);  // warm-up
+  MatmulBenchResult res;
+  res.n = n;
+  auto t0 = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  double last_report = -1;
+  do {
+    torch::mm_out(c, a, b);
+    ++res.iterations;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (progress && min_seconds > 0 && elapsed - last_report > 0.05) {
+      last_report = elapsed;
+      progress(std::min(1.0, elapsed / min_seconds));
+    }
+    if (cancel && cancel->load()) break;
+  } while (elapsed < min_seconds);
+  res.seconds = elapsed;
+  res.gflops = 2.0 * n * n * n * res.iterations / elapsed / 1e9;
+  if (progress) progress(1.0);
+  return res;
+}
+
+}  // namespace instill

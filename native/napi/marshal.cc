@@ -1,0 +1,193 @@
+#include "napi/marshal.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "common/errors.h"
+
+namespace instill::napi {
+namespace {
+
+struct DtypeEntry {
+  const char* name;
+  at::ScalarType type;
+  napi_typedarray_type array;
+};
+
+const DtypeEntry kDtypes[] = {
+    {"float32", at::kFloat, napi_float32_array},   {"float64", at::kDouble, napi_float64_array},
+    {"float16", at::kHalf, napi_uint16_array},     {"bfloat16", at::kBFloat16, napi_uint16_array},
+    {"int8", at::kChar, napi_int8_array},          {"uint8", at::kByte, napi_uint8_array},
+    {"int16", at::kShort, napi_int16_array},       {"int32", at::kInt, napi_int32_array},
+    {"int64", at::kLong, napi_bigint64_array},     {"bool", at::kBool, napi_uint8_array},
+};
+
+const DtypeEntry& EntryFor(at::ScalarType t) {
+  for (const auto& e : kDtypes)
+    if (e.type == t) return e;
+  throw instill::ArgumentError(std::string("unsupported tensor dtype ") + c10::toString(t));
+}
+
+const char* ArrayName(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "TypedArray";
+  }
+}
+
+}  // namespace
+
+at::ScalarType DtypeFromName(const std::string& name, const std::string& arg) {
+  for (const auto& e : kDtypes)
+    if (name == e.name) return e.type;
+  throw instill::ArgumentError(arg + ": unknown dtype '" + name +
+                               "' (expected float32, float64, float16, bfloat16, int8, uint8, int16, int32, int64 or bool)");
+}
+
+std::string DtypeName(at::ScalarType t) { return EntryFor(t).name; }
+
+Napi::Object RequireObject(const Napi::Value& v, const std::string& arg) {
+  if (!v.IsObject() || v.IsArray()) throw instill::ArgumentError(arg + ": expected an object");
+  return v.As<Napi::Object>();
+}
+
+double RequireNumber(const Napi::Value& v, const std::string& arg) {
+  if (!v.IsNumber()) throw instill::ArgumentError(arg + ": expected a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) throw instill::RangeError(arg + ": expected a finite number");
+  return d;
+}
+
+int64_t RequireInt(const Napi::Value& v, const std::string& arg, int64_t lo, int64_t hi) {
+  double d = RequireNumber(v, arg);
+  if (std::floor(d) != d) throw instill::ArgumentError(arg + ": expected an integer, got " + std::to_string(d));
+  if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
+    throw instill::RangeError(arg + ": " + std::to_string(static_cast<int64_t>(d)) + " is outside [" +
+                              std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return static_cast<int64_t>(d);
+}
+
+std::string RequireString(const Napi::Value& v, const std::string& arg) {
+  if (!v.IsString()) throw instill::ArgumentError(arg + ": expected a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+bool RequireBool(const Napi::Value& v, const std::string& arg) {
+  if (!v.IsBoolean()) throw instill::ArgumentError(arg + ": expected a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::vector<int64_t> RequireIntArray(const Napi::Value& v, const std::string& arg) {
+  if (!v.IsArray()) throw instill::ArgumentError(arg + ": expected an array of integers");
+  auto a = v.As<Napi::Array>();
+  std::vector<int64_t> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i)
+    out[i] = RequireInt(a.Get(i), arg + "[" + std::to_string(i) + "]", 0, std::numeric_limits<int32_t>::max());
+  return out;
+}
+
+std::optional<Napi::Value> OptionalField(const Napi::Object& o, const char* key) {
+  if (!o.Has(key)) return std::nullopt;
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return std::nullopt;
+  return v;
+}
+
+std::optional<Napi::Function> OptionalFunction(const Napi::Object& o, const char* key, const std::string& arg) {
+  auto v = OptionalField(o, key);
+  if (!v) return std::nullopt;
+  if (!v->IsFunction()) throw instill::ArgumentError(arg + "." + key + ": expected a function");
+  return v->As<Napi::Function>();
+}
+
+at::Tensor TensorFromJs(const Napi::Value& v, const std::string& arg) {
+  auto o = RequireObject(v, arg);
+  auto data = OptionalField(o, "data");
+  if (!data || !data->IsTypedArray()) throw instill::ArgumentError(arg + ".data: expected a TypedArray");
+  auto ta = data->As<Napi::TypedArray>();
+  auto shapeV = OptionalField(o, "shape");
+  if (!shapeV) throw instill::ArgumentError(arg + ".shape: expected an array of integers");
+  auto shape = RequireIntArray(*shapeV, arg + ".shape");
+  at::ScalarType dtype;
+  if (auto d = OptionalField(o, "dtype")) {
+    dtype = DtypeFromName(RequireString(*d, arg + ".dtype"), arg + ".dtype");
+  } else {
+    bool found = false;
+    for (const auto& e : kDtypes)
+      if (e.array == ta.TypedArrayType() && e.type != at::kBFloat16 && e.type != at::kBool) {
+        dtype = e.type;
+        found = true;
+        break;
+      }
+    if (!found) throw instill::ArgumentError(arg + ".data: " + ArrayName(ta.TypedArrayType()) + " has no default dtype; pass dtype");
+  }
+  const auto& entry = EntryFor(dtype);
+  if (ta.TypedArrayType() != entry.array)
+    throw instill::ArgumentError(arg + ".data: dtype " + entry.name + " needs a " + ArrayName(entry.array) + ", got a " +
+                                 ArrayName(ta.TypedArrayType()));
+  // Overflow-safe element count.
+  uint64_t numel = 1;
+  for (auto s : shape) {
+    if (s != 0 && numel > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(s))
+      throw instill::RangeError(arg + ".shape: too many elements");
+    numel *= static_cast<uint64_t>(s);
+  }
+  if (numel != ta.ElementLength())
+    throw instill::RangeError(arg + ": shape [" + [&] {
+      std::string s;
+      for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+      return s;
+    }() + "] holds " + std::to_string(numel) + " elements but data has " + std::to_string(ta.ElementLength()));
+  auto t = at::empty(shape, at::TensorOptions().dtype(dtype));
+  if (numel) {
+    const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    std::memcpy(t.data_ptr(), src, ta.ByteLength());
+  }
+  if (dtype == at::kBool) {
+    // Uint8Array values other than 0/1 are not valid booleans.
+    if (numel && t.view(at::kByte).gt(1).any().item<bool>())
+      throw instill::RangeError(arg + ".data: bool tensors take only 0 and 1");
+  }
+  return t;
+}
+
+Napi::Object TensorToJs(Napi::Env env, const at::Tensor& src) {
+  at::Tensor t = src.device().is_cpu() ? src.contiguous() : src.to(at::kCPU).contiguous();
+  const auto& entry = EntryFor(t.scalar_type());
+  size_t n = static_cast<size_t>(t.numel());
+  size_t bytes = n * t.element_size();
+  auto buf = Napi::ArrayBuffer::New(env, bytes);
+  if (bytes) std::memcpy(buf.Data(), t.data_ptr(), bytes);
+  Napi::Value data;
+  switch (entry.array) {
+    case napi_float32_array: data = Napi::Float32Array::New(env, n, buf, 0); break;
+    case napi_float64_array: data = Napi::Float64Array::New(env, n, buf, 0); break;
+    case napi_uint16_array: data = Napi::Uint16Array::New(env, n, buf, 0); break;
+    case napi_int8_array: data = Napi::Int8Array::New(env, n, buf, 0); break;
+    case napi_uint8_array: data = Napi::Uint8Array::New(env, n, buf, 0); break;
+    case napi_int16_array: data = Napi::Int16Array::New(env, n, buf, 0); break;
+    case napi_int32_array: data = Napi::Int32Array::New(env, n, buf, 0); break;
+    case napi_bigint64_array: data = Napi::BigInt64Array::New(env, n, buf, 0); break;
+    default: throw instill::ArgumentError("unsupported output array type");
+  }
+  auto shape = Napi::Array::New(env, t.dim());
+  for (int64_t i = 0; i < t.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.size(i))));
+  auto out = Napi::Object::New(env);
+  out.Set("data", data);
+  out.Set("shape", shape);
+  out.Set("dtype", entry.name);
+  return out;
+}
+
+}  // namespace instill::napi
