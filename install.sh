@@ -7,7 +7,8 @@ cd "$(dirname "$0")"
 # libtorch-dev: prebuilt LibTorch (CPU). libopenblas0-pthread: the BLAS behind it; Debian's default
 # reference BLAS runs a 512x512 matmul at ~4 GFLOP/s, OpenBLAS at ~58 on our 2-core machines.
 # nlohmann-json3-dev: header-only JSON for config.json and safetensors headers in native/core.
-PKGS=(libtorch-dev libopenblas0-pthread nlohmann-json3-dev cmake g++ make)
+# fonts-dejavu-core: a font for the PNG charts of reports.
+PKGS=(libtorch-dev libopenblas0-pthread nlohmann-json3-dev fonts-dejavu-core cmake g++ make)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${PKGS[@]}"; do

@@ -1,6 +1,9 @@
 // The instill command line. Each command lives in its own module with a register function.
 import { Command, CommanderError } from "commander";
 import { registerDoctor, packageVersion } from "./doctor.js";
+import { registerData } from "./data.js";
+import { registerScore } from "./score.js";
+import { registerTokenize } from "./tokenize.js";
 import { setThreads } from "../native/binding.js";
 
 export function buildProgram(): Command {
@@ -21,6 +24,9 @@ export function buildProgram(): Command {
       }
     });
   registerDoctor(program);
+  registerData(program);
+  registerScore(program);
+  registerTokenize(program);
   return program;
 }
 

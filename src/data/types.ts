@@ -12,6 +12,10 @@ export interface SniInstance {
   input: string;
   /** All acceptable references (the official schema keeps a list). */
   output: string[];
+  /** Answer options of this instance for rank classification (BBH options parsed from the input). */
+  answerChoices?: string[];
+  /** Index of the gold answer in answerChoices (or in the task's answerChoices), when known. */
+  answerIndex?: number;
 }
 
 /** One task in the SNI schema (also what BBH and JSONL tasks are converted to). */
