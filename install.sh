@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 # reference BLAS runs a 512x512 matmul at ~4 GFLOP/s, OpenBLAS at ~58 on our 2-core machines.
 # nlohmann-json3-dev: header-only JSON for config.json and safetensors headers in native/core.
 # fonts-dejavu-core: a font for the PNG charts of reports.
-PKGS=(libtorch-dev libopenblas0-pthread nlohmann-json3-dev fonts-dejavu-core cmake g++ make)
+# libgloo-dev: Gloo headers for c10d ProcessGroupGloo (distributed training); the library ships with LibTorch.
+PKGS=(libtorch-dev libopenblas0-pthread libgloo-dev nlohmann-json3-dev fonts-dejavu-core cmake g++ make)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${PKGS[@]}"; do

@@ -6,6 +6,13 @@
 namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   instill::napi::InitRuntime(env, exports);
+  instill::napi::InitSelect(env, exports);
+  instill::napi::InitIo(env, exports);
+  instill::napi::InitDist(env, exports);
+  instill::napi::InitT5(env, exports);
+  instill::napi::InitDio(env, exports);
+  instill::napi::InitTagi(env, exports);
+  instill::napi::InitEmbed(env, exports);
   return exports;
 }
 }  // namespace

@@ -1,9 +1,19 @@
 // The instill command line. Each command lives in its own module with a register function.
 import { Command, CommanderError } from "commander";
 import { registerDoctor, packageVersion } from "./doctor.js";
+import { registerTrain, registerEval } from "./train.js";
+import { registerDemo } from "./demo.js";
+import { registerSelectTrain } from "./select-train.js";
 import { registerData } from "./data.js";
 import { registerScore } from "./score.js";
 import { registerTokenize } from "./tokenize.js";
+import { registerLaunch } from "./launch.js";
+import { registerSelect } from "./select.js";
+import { registerSelectEmbedder } from "./select-embedder.js";
+import { registerModel } from "./model.js";
+import { registerGenerate } from "./generate.js";
+import { registerDio } from "./dio.js";
+import { registerTagi } from "./tagi.js";
 import { setThreads } from "../native/binding.js";
 
 export function buildProgram(): Command {
@@ -24,9 +34,20 @@ export function buildProgram(): Command {
       }
     });
   registerDoctor(program);
+  registerDemo(program);
+  registerTrain(program);
+  registerEval(program);
+  registerSelectTrain(program);
   registerData(program);
   registerScore(program);
   registerTokenize(program);
+  registerLaunch(program);
+  registerSelect(program);
+  registerSelectEmbedder(program);
+  registerModel(program);
+  registerGenerate(program);
+  registerDio(program);
+  registerTagi(program);
   return program;
 }
 

@@ -54,6 +54,8 @@ export interface OptimizerOptions {
   clipNorm?: number;
   /** Micro-batches accumulated per optimizer step. */
   gradAccumulation?: number;
+  /** Adafactor only: scale the step by max(1e-3, RMS(param)) (HF `scale_parameter`, default true). */
+  scaleParameter?: boolean;
 }
 
 export interface TrainStepsResult {
@@ -64,11 +66,15 @@ export interface TrainStepsResult {
   tokens: number;
   seconds: number;
   step: number;
+  /** True when cancel() stopped the call early (the arrays then hold the steps done). */
+  cancelled?: boolean;
 }
 
 export interface GenerateOptions {
   maxNewTokens: number;
   numBeams?: number;
+  /** Decoder KV cache (default true); false re-runs the decoder over the whole prefix (greedy only, benchmarks). */
+  useCache?: boolean;
 }
 
 export interface NativeModelHandle {
@@ -78,7 +84,7 @@ export interface NativeModelHandle {
   addLora(o: LoraOptions): void;
   mergeLora(): void;
   /** Runs one optimizer step per `gradAccumulation` batches, off the event loop. */
-  trainSteps(batches: Batch[], opts?: { onProgress?: (e: ProgressEvent) => void }): Promise<TrainStepsResult>;
+  trainSteps(batches: Batch[], opts?: { onProgress?: (e: ProgressEvent) => void; processGroup?: unknown }): Promise<TrainStepsResult>;
   /** Mean loss per batch, no gradients. */
   evalLoss(batches: Batch[]): Promise<number[]>;
   /** Generated ids per example (no decoder start id; stops at EOS, EOS not included). */

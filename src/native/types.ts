@@ -60,7 +60,177 @@ export interface MatmulBenchResult {
   gflops: number;
 }
 
+/** One entry of a safetensors header (io_wrap.cc). */
+export interface SafetensorsEntryInfo {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  dataOffsets: [number, number];
+}
+
+export interface SafetensorsHeaderInfo {
+  metadata: Record<string, string>;
+  headerBytes: number;
+  dataBytes: number;
+  tensors: SafetensorsEntryInfo[];
+}
+
+/** Tensors in file order as [name, tensor] pairs. */
+export type NamedHostTensors = Array<[string, Required<HostTensor>]>;
+
+export interface LoraModuleHost {
+  /** HF module name, e.g. encoder.block.0.layer.0.SelfAttention.q */
+  module: string;
+  /** [r, in_features] */
+  A: HostTensor;
+  /** [out_features, r] */
+  B: HostTensor;
+}
+
+export interface PeftAdapterHost {
+  configJson: string;
+  r: number;
+  alpha: number;
+  /** alpha / r (alpha / sqrt(r) with use_rslora) */
+  scaling: number;
+  targetModules: string[];
+  baseModelNameOrPath: string;
+  modules: Array<{ module: string; A: Required<HostTensor>; B: Required<HostTensor> }>;
+}
+
+/** dist_wrap.cc: the c10d rendezvous settings (torchrun's variables; see src/dist/env.ts). */
+export interface DistConfig {
+  masterAddr: string;
+  masterPort: number;
+  worldSize: number;
+  rank: number;
+  localRank: number;
+  /** "auto" | "gloo" | "nccl" */
+  backend: string;
+  timeoutSeconds: number;
+}
+
+export interface DistCommStats {
+  calls: number;
+  buckets: number;
+  bytes: number;
+  /** wall time inside gradient averaging */
+  seconds: number;
+}
+
+export interface DdpBenchOptions {
+  width?: number;
+  layers?: number;
+  globalBatch?: number;
+  steps?: number;
+  bucketBytes?: number;
+}
+
+export interface DdpBenchResult {
+  steps: number;
+  params: number;
+  localBatch: number;
+  seconds: number;
+  allreduceSeconds: number;
+  finalLoss: number;
+}
+
+/** A c10d process group (Gloo on CPU, NCCL on CUDA). Collectives: one in flight at a time, same order on every rank. */
+export interface NativeProcessGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly localRank: number;
+  readonly backend: string;
+  readonly disposed: boolean;
+  barrier(): Promise<void>;
+  /** Every rank gets root's tensors (same shapes/dtypes on every rank). */
+  broadcast(tensors: HostTensor[], root?: number): Promise<Required<HostTensor>[]>;
+  /** Element-wise mean over ranks, bucketed (default 25 MiB buckets). */
+  allreduceMean(tensors: HostTensor[], options?: { bucketBytes?: number }): Promise<Required<HostTensor>[]>;
+  allreduceSum(tensors: HostTensor[], options?: { bucketBytes?: number }): Promise<Required<HostTensor>[]>;
+  /** values of rank r at [r * values.length + i]. */
+  allgatherScalars(values: number[]): Promise<number[]>;
+  allreduceMeanScalars(values: number[]): Promise<number[]>;
+  stats(): DistCommStats;
+  resetStats(): void;
+  ddpBench(options?: DdpBenchOptions): Promise<DdpBenchResult>;
+  dispose(): void;
+}
+
+// select_wrap.cc: exact top-k (native/core/select/topk.h).
+export interface TopkResultHost {
+  /** [Q, k] float32, best first. */
+  scores: Required<HostTensor<"float32">>;
+  /** [Q, k] int32 pool row numbers; among equal scores the lower row comes first. */
+  indices: Required<HostTensor<"int32">>;
+}
+
+export interface TopkSearchOptions {
+  /** Pool rows scored per BLAS call (default 32768): memory is [Q x chunkRows] floats. */
+  chunkRows?: number;
+  onProgress?: (e: ProgressEvent) => void;
+}
+
+/**
+ * A pool kept native side (rows copied once, appended as blocks). With normalize (default true) rows and
+ * queries are L2-normalized, so scores are cosines. search() runs on a worker thread over a snapshot of the
+ * rows: add() meanwhile is safe; dispose() is refused while a search or addRandom is in flight.
+ */
+export interface NativeTopkIndex {
+  readonly size: number;
+  readonly dim: number;
+  readonly bytes: number;
+  readonly disposed: boolean;
+  /** Appends [n, dim] float32 rows (copied); returns the new size. */
+  add(rows: HostTensor<"float32">): number;
+  /** Appends n seeded N(0,1) rows generated natively (benchmarks, tests); resolves to the new size. */
+  addRandom(options: { rows: number; seed?: number }): Promise<number>;
+  search(queries: HostTensor<"float32">, k: number, options?: TopkSearchOptions): Promise<TopkResultHost>;
+  dispose(): void;
+}
+
+export interface BandwidthBenchResult {
+  bytes: number;
+  iterations: number;
+  seconds: number;
+  /** Bytes read per second / 1e9 (a multithreaded sum over a float32 tensor). */
+  gbps: number;
+}
+
+/** The native T5 handle (native/napi/t5_wrap.cc); src/model/model.ts (T5Model) is its typed front. */
+export interface NativeT5 {
+  load(dir: string, options?: { dtype?: "float32" | "float64"; seed?: number }): Promise<void>;
+  /** config: a preset name ("tiny" | "small" | "base") or config.json text. */
+  init(config: string, options?: { seed?: number; vocabSize?: number; dtype?: "float32" | "float64" }): Promise<void>;
+  /** config.json text of the model. */
+  config(): string;
+  parameterCount(): { total: number; trainable: number };
+  setOptimizer(o: object): void;
+  addLora(o: object): void;
+  mergeLora(): void;
+  trainSteps(batches: object[], options?: { onProgress?: (e: ProgressEvent) => void; processGroup?: unknown }): Promise<{
+    losses: number[]; gradNorms: number[]; lrs: number[]; tokens: number; seconds: number; step: number; cancelled: boolean;
+  }>;
+  cancel(): void;
+  evalLoss(batches: object[]): Promise<number[]>;
+  generate(batch: object, options: { maxNewTokens: number; numBeams?: number; useCache?: boolean }): Promise<number[][]>;
+  scoreOptions(batch: object, options: number[][][]): Promise<number[][]>;
+  save(dir: string): Promise<void>;
+  saveAdapter(dir: string): Promise<void>;
+  loadAdapter(dir: string): Promise<void>;
+  saveTrainingState(path: string): Promise<void>;
+  loadTrainingState(path: string): Promise<void>;
+  dispose(): void;
+  readonly busy: boolean;
+  readonly disposed: boolean;
+  /** Native bytes reported to V8 (weights, buffers, optimizer state). */
+  readonly bytes: number;
+  /** Optimizer steps taken (0 without an optimizer). */
+  readonly step: number;
+}
+
 export interface Addon {
+  T5Native: new () => NativeT5;
   runtimeInfo(): RuntimeInfo;
   setThreads(n: number): void;
   getThreads(): number;
@@ -70,4 +240,240 @@ export interface Addon {
     seconds?: number;
     onProgress?: (e: ProgressEvent) => void;
   }): Promise<MatmulBenchResult>;
+  // io_wrap.cc: safetensors, HF checkpoint folders, PEFT adapters. Errors name the file (and tensor).
+  readSafetensors(path: string): Promise<{ metadata: Record<string, string>; tensors: NamedHostTensors }>;
+  readSafetensorsHeader(path: string): SafetensorsHeaderInfo;
+  writeSafetensors(path: string, tensors: Array<[string, HostTensor]>, metadata?: Record<string, string>): Promise<void>;
+  readCheckpointWeights(dir: string): Promise<NamedHostTensors>;
+  checkpointWeightFiles(dir: string): string[];
+  readPeftAdapter(dir: string): Promise<PeftAdapterHost>;
+  writePeftAdapter(dir: string, modules: LoraModuleHost[], configJson: string): Promise<void>;
+  // dist_wrap.cc: c10d process groups (native/core/dist).
+  distInit(options?: Partial<DistConfig> & { device?: "cpu" | "cuda" }): Promise<NativeProcessGroup>;
+  distConfigFromEnv(): DistConfig;
+  distBackendAvailable(backend: string): boolean;
+  ddpBenchLocal(options?: DdpBenchOptions): Promise<DdpBenchResult>;
+  // select_wrap.cc: exact chunked top-k.
+  TopkIndex: new (options: { dim: number; normalize?: boolean }) => NativeTopkIndex;
+  /** One-shot exact top-k by dot product (normalize rows first for cosine); copies the pool for the call. */
+  topk(queries: HostTensor<"float32">, pool: HostTensor<"float32">, k: number, options?: TopkSearchOptions): Promise<TopkResultHost>;
+  readBandwidthBench(options?: { bytes?: number; seconds?: number }): Promise<BandwidthBenchResult>;
+  // dio_wrap.cc: DIO bilevel trainer (native/core/train/dio.h) and the hypergradient benchmark.
+  DioNative: new () => NativeDio;
+  dioBenchHypergrad(options: DioBenchOptions): Promise<DioBenchResult>;
+  // tagi_wrap.cc: TAGI hypernetwork (native/core/hypernet).
+  TagiNative: new () => NativeTagi;
+  // embed_wrap.cc: instruction embedders (native/core/select/embed.h).
+  EncoderEmbedder: new () => NativeEncoderEmbedder;
+  SentenceEncoder: new () => NativeSentenceEncoder;
+}
+
+// ---- dio_wrap.cc (issue 8) ----
+export interface DioOptimizerOptions {
+  name?: "adamw" | "adafactor";
+  lr: number;
+  totalSteps?: number;
+  weightDecay?: number;
+  schedule?: "linear" | "constant";
+  warmupSteps?: number;
+  clipNorm?: number;
+  eps?: number;
+}
+
+export interface DioNativeOptions {
+  variant?: "prompt" | "embedder";
+  promptLength?: number;
+  numTasks?: number;
+  /** Hypergradient spec from the registry: unroll:K, neumann:K, cg:K, fd (with ,key=value overrides). */
+  hypergrad?: string;
+  alpha?: number;
+  damping?: number;
+  unrollLr?: number;
+  /** Outer update every metaEvery inner steps; 0 = never (fixed instructions). */
+  metaEvery?: number;
+  seed?: number;
+  inner: DioOptimizerOptions;
+  outer: DioOptimizerOptions;
+}
+
+/** A batch plus what selects its soft tokens: taskIds [B] (prompt variant) or instrIds/instrMask [B, L] (embedder). */
+export interface DioBatchHost {
+  inputIds: HostTensor;
+  attentionMask: HostTensor;
+  labels?: HostTensor;
+  taskIds?: HostTensor;
+  instrIds?: HostTensor;
+  instrMask?: HostTensor;
+}
+
+export interface DioStepsResult {
+  trainLoss: number[];
+  /** NaN where no outer update ran. */
+  metaLoss: number[];
+  hypergradNorm: number[];
+  seconds: number[];
+  hypergradSeconds: number[];
+  hvpCount: number;
+  gradCount: number;
+}
+
+export interface NativeDio {
+  create(modelDir: string, options: DioNativeOptions, initIds?: number[][]): Promise<void>;
+  steps(items: { train: DioBatchHost; meta?: DioBatchHost }[], onProgress?: (e: ProgressEvent) => void): Promise<DioStepsResult>;
+  cancel(): void;
+  generate(batch: DioBatchHost, options: { maxNewTokens: number; numBeams?: number }): Promise<number[][]>;
+  evalLoss(batches: DioBatchHost[]): Promise<number[]>;
+  save(dir: string): Promise<void>;
+  loadPhi(path: string): Promise<void>;
+  info(): { variant: string; promptLength: number; numTasks: number; hypergrad: string; steps: number; phiParameters: number; thetaParameters: number };
+  dispose(): void;
+  readonly busy: boolean;
+}
+
+export interface DioBenchOptions {
+  /** Preset name ("tiny", "small", ...) or config.json text. */
+  config?: string;
+  vocabSize?: number;
+  batch?: number;
+  sourceLength?: number;
+  targetLength?: number;
+  promptLength?: number;
+  repeats?: number;
+  specs: string[];
+  seed?: number;
+}
+
+export interface DioBenchMethod {
+  seconds: number;
+  ratio_to_train_step: number;
+  peak_bytes: number;
+  hvp_count: number;
+  iterations: number;
+  negative_curvature: boolean;
+}
+
+export interface DioBenchResult {
+  train_step_s: number;
+  grad_s: number;
+  hvp_s: number;
+  train_step_peak_bytes: number;
+  hvp_peak_bytes: number;
+  parameters: number;
+  methods: Record<string, DioBenchMethod>;
+}
+
+// ---- tagi_wrap.cc (issue 7) ----
+export interface TagiHypernetOptions {
+  rank?: number;
+  alpha?: number;
+  projDim?: number;
+  hidden?: number;
+  initStd?: number;
+  scaleB?: boolean;
+  fusion?: boolean;
+  targetModules?: string[];
+}
+
+export interface TagiLoadOptions {
+  hypernet?: TagiHypernetOptions;
+  /** A saved hypernet.safetensors (its options win over `hypernet`). */
+  hypernetPath?: string;
+  /** Teacher LoRA folders (PEFT), index i = teacherIndex i. */
+  teachers?: string[];
+  /** The base the teachers were trained on (default: the model dir). */
+  teacherModelDir?: string;
+  /** Train the base model together with the hypernetwork. */
+  trainBase?: boolean;
+  seed?: number;
+  dtype?: "float32" | "float64";
+}
+
+export interface TagiBatchHost {
+  inputIds: HostTensor;
+  attentionMask: HostTensor;
+  labels?: HostTensor;
+  instrIds: HostTensor;
+  instrMask: HostTensor;
+  teacherInputIds?: HostTensor;
+  teacherAttentionMask?: HostTensor;
+  /** [B] int32, -1 = no teacher for the row. */
+  teacherIndex?: HostTensor;
+}
+
+export interface TagiStepsResult {
+  losses: number[];
+  gradNorms: number[];
+  lrs: number[];
+  /** Per step; null where the term is off or no row had a teacher. */
+  ce: (number | null)[];
+  kl: (number | null)[];
+  mse: (number | null)[];
+  tokens: number;
+  seconds: number;
+  step: number;
+  cancelled: boolean;
+}
+
+export interface TagiInfo {
+  hypernetParameters: number;
+  baseParameters: number;
+  slots: number;
+  rank: number;
+  fusion: boolean;
+  teachers: number;
+  trainBase: boolean;
+  options: string;
+}
+
+export interface NativeTagi {
+  load(modelDir: string, options?: TagiLoadOptions): Promise<void>;
+  info(): TagiInfo;
+  setLoss(loss: { ce?: number; kl?: number; temperature?: number; mse?: number }): void;
+  setOptimizer(options: { name?: "adamw" | "adafactor"; lr?: number; totalSteps?: number; weightDecay?: number; schedule?: "linear" | "constant"; warmupSteps?: number; clipNorm?: number; gradAccumulation?: number; scaleParameter?: boolean }): void;
+  trainSteps(batches: TagiBatchHost[], options?: { onProgress?: (e: ProgressEvent) => void }): Promise<TagiStepsResult>;
+  generate(batch: TagiBatchHost, options?: { maxNewTokens?: number; numBeams?: number }): Promise<number[][]>;
+  writeAdapter(instrIds: HostTensor, dir: string, options?: { baseModel?: string }): Promise<{ modules: number; seconds: number }>;
+  save(dir: string): Promise<void>;
+  cancel(): void;
+  dispose(): void;
+  readonly busy: boolean;
+}
+
+// ---- embed_wrap.cc (issue 6: encoder and trained embedders) ----
+export interface NativeEncoderEmbedder {
+  /** Loads a T5 checkpoint folder once (float32, eval mode). */
+  load(dir: string, options?: { pool?: "mean" | "firstlast" }): Promise<void>;
+  /** Pooled final-normed encoder states: ids [B,S] int32, mask [B,S] (nonzero = token) -> float32 [B, dModel]. */
+  embed(ids: HostTensor, mask?: HostTensor): Promise<Required<HostTensor<"float32">>>;
+  dispose(): void;
+  readonly dModel: number;
+  readonly vocabSize: number;
+  readonly busy: boolean;
+  readonly disposed: boolean;
+}
+
+export interface SentenceEncoderTrainResult {
+  losses: number[];
+  steps: number;
+  seconds: number;
+  cancelled: boolean;
+}
+
+export interface NativeSentenceEncoder {
+  /** A fresh encoder from an embedder.json-style config (kind "words"), or initialized from a T5 checkpoint (kind "t5"). */
+  create(configJson: string, options?: { seed?: number; init?: string }): Promise<void>;
+  /** Loads a folder written by save(). */
+  load(dir: string): Promise<void>;
+  /** The embedder.json text (kind, vocab_size, dim, layers, heads, ff, max_len, dropout, pool, temperature). */
+  config(): string;
+  /** AdamW on symmetric InfoNCE with in-batch negatives; views of one group (task) are positives. */
+  train(
+    data: { ids: HostTensor; mask?: HostTensor; groups: HostTensor },
+    options?: { steps?: number; batch?: number; lr?: number; weightDecay?: number; seed?: number; onProgress?: (e: ProgressEvent) => void },
+  ): Promise<SentenceEncoderTrainResult>;
+  embed(ids: HostTensor, mask?: HostTensor): Promise<Required<HostTensor<"float32">>>;
+  save(dir: string): Promise<void>;
+  dispose(): void;
+  readonly busy: boolean;
+  readonly disposed: boolean;
 }

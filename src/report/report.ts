@@ -38,7 +38,7 @@ export function markdownTable(rows: ReportRow[]): string {
     (k) => !["method", "rougeL", "exact_match", "rouge1"].includes(k) && rows.some((r) => typeof r[k] === "number"),
   );
   const cols = ["method", "rougeL", "exact_match", ...(rows.some((r) => r.rouge1 !== undefined) ? ["rouge1"] : []), ...extra];
-  const fmt = (v: unknown) => (typeof v === "number" ? v.toFixed(2) : v === undefined ? "" : String(v));
+  const fmt = (v: unknown) => (typeof v === "number" ? (Number.isNaN(v) ? "" : v.toFixed(2)) : v === undefined ? "" : String(v));
   const lines = [`| ${cols.join(" | ")} |`, `| ${cols.map((c) => (c === "method" ? "---" : "---:")).join(" | ")} |`];
   for (const r of rows) lines.push(`| ${cols.map((c) => fmt(r[c])).join(" | ")} |`);
   return lines.join("\n");

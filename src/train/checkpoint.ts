@@ -49,6 +49,8 @@ export class CheckpointManager {
     mkdirSync(tmp, { recursive: true });
     try {
       await fill(tmp);
+      // Crash test hook: a process killed in the middle of writing a checkpoint (tests only).
+      if (process.env.INSTILL_TEST_KILL_DURING_CHECKPOINT === String(step)) process.kill(process.pid, "SIGKILL");
       writeFileAtomic(join(tmp, CHECKPOINT_STATE), JSON.stringify({ step, ...state }, null, 1));
       fsyncDir(tmp);
       const final = join(this.root, CheckpointManager.dirName(step));

@@ -1,6 +1,7 @@
 // JSONL metrics log: one JSON object per line, appended and flushed, readable while the run goes on.
 import { appendFileSync, mkdirSync, existsSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
+import { writeFileAtomic } from "../util/fs.js";
 
 export class JsonlLogger {
   constructor(readonly path: string) {
@@ -9,6 +10,13 @@ export class JsonlLogger {
 
   log(record: Record<string, unknown>): void {
     appendFileSync(this.path, JSON.stringify({ time: new Date().toISOString(), ...record }) + "\n");
+  }
+
+  /** After a resume from `step`: drops records of steps after it (written by the interrupted run). */
+  truncateAfter(step: number): void {
+    if (!existsSync(this.path)) return;
+    const kept = JsonlLogger.read(this.path).filter((r) => typeof r.step !== "number" || (r.step as number) <= step);
+    writeFileAtomic(this.path, kept.map((r) => JSON.stringify(r) + "\n").join(""));
   }
 
   static read(path: string): Record<string, unknown>[] {

@@ -1,0 +1,350 @@
+// DIO bilevel trainer on T5: see dio.h.
+#include "train/dio.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/errors.h"
+#include "common/memory.h"
+#include "io/safetensors.h"
+#include "t5/generate.h"
+
+namespace instill::dio {
+
+namespace {
+
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+void check_ids(const at::Tensor& t, const std::string& name, int64_t lo, int64_t hi) {
+  if (!t.defined() || t.numel() == 0) return;
+  const auto mn = t.min().item<int64_t>(), mx = t.max().item<int64_t>();
+  if (mn < lo || mx >= hi)
+    throw RangeError(name + ": ids must lie in [" + std::to_string(lo) + ", " + std::to_string(hi) + "), got " +
+                     std::to_string(mn < lo ? mn : mx));
+}
+
+}  // namespace
+
+void DioOptions::validate() const {
+  if (variant != "prompt" && variant != "embedder")
+    throw ArgumentError("dio options.variant: expected \"prompt\" or \"embedder\", got \"" + variant + "\"");
+  if (prompt_length < 1 || prompt_length > 4096)
+    throw RangeError("dio options.promptLength: expected 1..4096, got " + std::to_string(prompt_length));
+  if (variant == "prompt" && num_tasks < 1)
+    throw RangeError("dio options.numTasks: the prompt variant needs at least one training task, got " +
+                     std::to_string(num_tasks));
+  if (meta_every < 0) throw RangeError("dio options.metaEvery: expected >= 0, got " + std::to_string(meta_every));
+  hypergrad::parse_spec(hypergrad, hypergrad_options);  // throws on a bad spec
+  inner.validate();
+  outer.validate();
+}
+
+DioTrainer::DioTrainer(t5::T5ForConditionalGeneration model, DioOptions options,
+                       const std::vector<std::vector<int64_t>>& init_ids)
+    : model_(std::move(model)), options_(std::move(options)) {
+  options_.validate();
+  spec_ = hypergrad::parse_spec(options_.hypergrad, options_.hypergrad_options);
+  const auto& cfg = model_->config();
+  const int64_t n = options_.prompt_length, d = cfg.d_model, V = cfg.vocab_size;
+  const auto opts = model_->shared->weight.options();
+  auto gen = at::detail::createCPUGenerator(options_.seed);
+  auto sample_ids = [&](int64_t k) { return at::randint(std::min<int64_t>(2, V - 1), V, {k}, gen, at::kLong); };
+  torch::NoGradGuard no_grad;
+  const at::Tensor emb = model_->shared->weight.detach();
+  if (options_.variant == "prompt") {
+    if (!init_ids.empty() && static_cast<int64_t>(init_ids.size()) != options_.num_tasks)
+      throw ArgumentError("dio initIds: expected one row per training task (" + std::to_string(options_.num_tasks) +
+                          "), got " + std::to_string(init_ids.size()));
+    std::vector<at::Tensor> rows;
+    for (int64_t t = 0; t < options_.num_tasks; ++t) {
+      at::Tensor ids;
+      if (!init_ids.empty() && !init_ids[static_cast<size_t>(t)].empty()) {
+        const auto& r = init_ids[static_cast<size_t>(t)];
+        std::vector<int64_t> cyc(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) cyc[static_cast<size_t>(i)] = r[static_cast<size_t>(i) % r.size()];
+        ids = torch::tensor(cyc, at::kLong);
+        check_ids(ids, "dio initIds[" + std::to_string(t) + "]", 0, V);
+      } else {
+        ids = sample_ids(n);
+      }
+      rows.push_back(emb.index_select(0, ids.to(emb.device())));
+    }
+    prompts_ = at::stack(rows).clone().requires_grad_(true);
+  } else {
+    query_ = emb.index_select(0, sample_ids(n).to(emb.device())).clone().requires_grad_(true);
+    key_ = (at::randn({d, d}, gen, at::kDouble) / std::sqrt(static_cast<double>(d)))
+               .to(opts)
+               .requires_grad_(true);
+    value_ = at::zeros({d, d}, opts).requires_grad_(true);
+  }
+  std::vector<std::pair<std::string, at::Tensor>> th;
+  for (const auto& kv : model_->named_parameters(true))
+    if (kv.value().requires_grad()) th.emplace_back(kv.key(), kv.value());
+  if (th.empty()) throw ArgumentError("dio: the model has no trainable parameters");
+  inner_opt_ = std::make_unique<train::Optimizer>(th, options_.inner);
+  outer_opt_ = std::make_unique<train::Optimizer>(named_phi(), options_.outer);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> DioTrainer::named_phi() const {
+  if (options_.variant == "prompt") return {{"dio.prompts", prompts_}};
+  return {{"dio.query", query_}, {"dio.key", key_}, {"dio.value", value_}};
+}
+
+std::vector<at::Tensor> DioTrainer::phi() const {
+  std::vector<at::Tensor> v;
+  for (const auto& kv : named_phi()) v.push_back(kv.second);
+  return v;
+}
+
+std::vector<at::Tensor> DioTrainer::theta() const { return inner_opt_->param_tensors(); }
+
+at::Tensor DioTrainer::soft_tokens(const DioBatch& b) const {
+  const int64_t B = b.batch.input_ids.size(0);
+  if (options_.variant == "prompt") {
+    if (!b.task_ids.defined()) return {};
+    if (b.task_ids.dim() != 1 || b.task_ids.size(0) != B)
+      throw ArgumentError("dio batch.taskIds: expected shape [" + std::to_string(B) + "]");
+    check_ids(b.task_ids, "dio batch.taskIds", 0, options_.num_tasks);
+    return prompts_.index_select(0, b.task_ids.to(at::kLong).to(prompts_.device()));
+  }
+  if (!b.instr_ids.defined()) return {};
+  if (b.instr_ids.dim() != 2 || b.instr_ids.size(0) != B)
+    throw ArgumentError("dio batch.instrIds: expected shape [" + std::to_string(B) + ", L]");
+  const auto& cfg = model_->config();
+  check_ids(b.instr_ids, "dio batch.instrIds", 0, cfg.vocab_size);
+  const auto dev = query_.device();
+  at::Tensor ids = b.instr_ids.to(at::kLong).to(dev);
+  at::Tensor mask = b.instr_mask.defined() ? (b.instr_mask.to(dev) != 0) : at::ones_like(ids, at::kBool);
+  if (!mask.sizes().equals(ids.sizes())) throw ArgumentError("dio batch.instrMask: must match instrIds' shape");
+  if ((mask.sum(1) == 0).any().item<bool>())
+    throw ArgumentError("dio batch.instrMask: every example needs at least one instruction token");
+  const int64_t L = ids.size(1), d = cfg.d_model;
+  at::Tensor E = model_->shared->weight.index_select(0, ids.reshape({-1})).view({B, L, d});
+  at::Tensor K = at::matmul(E, key_);
+  at::Tensor Vv = at::matmul(E, value_) + E;
+  at::Tensor scores = at::matmul(query_.unsqueeze(0), K.transpose(1, 2)) / std::sqrt(static_cast<double>(d));
+  scores = scores.masked_fill(mask.unsqueeze(1).logical_not(), -std::numeric_limits<double>::infinity());
+  return at::matmul(at::softmax(scores, -1), Vv);  // [B, n, d]
+}
+
+at::Tensor DioTrainer::loss(const DioBatch& b) {
+  t5::T5Inputs in;
+  in.input_ids = b.batch.input_ids;
+  in.attention_mask = b.batch.attention_mask;
+  in.labels = b.batch.labels;
+  if (!in.labels.defined()) throw ArgumentError("dio batch.labels: required for the loss");
+  in.prefix_embeds = soft_tokens(b);
+  return model_->forward(in).loss;
+}
+
+hypergrad::BilevelProblem DioTrainer::problem(const DioBatch& train, const DioBatch& meta) {
+  hypergrad::BilevelProblem pb;
+  pb.inner_params = theta();
+  pb.outer_params = phi();
+  pb.inner_loss = [this, &train] { return loss(train); };
+  pb.outer_loss = [this, &meta] { return loss(meta); };
+  return pb;
+}
+
+DioStepStats DioTrainer::step(const DioBatch& train, const DioBatch* meta) {
+  DioStepStats st;
+  const double t0 = now_s();
+  torch::AutoGradMode grad_on(true);
+  model_->train();
+  auto th = theta();
+  inner_opt_->zero_grad();
+  {
+    at::Tensor l = loss(train);
+    auto g = torch::autograd::grad({l}, th, {}, false, false, /*allow_unused=*/true);
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < th.size(); ++i)
+      if (g[i].defined()) th[i].mutable_grad() = g[i];
+    st.train_loss = l.item<double>();
+  }
+  st.inner_grad_norm = train::clip_grad_norm(th, options_.inner.clip_norm);
+  inner_opt_->apply();
+  inner_opt_->zero_grad();
+  ++steps_;
+  if (meta && options_.meta_every > 0 && steps_ % options_.meta_every == 0) {
+    auto pb = problem(train, *meta);
+    const double t1 = now_s();
+    auto res = hypergrad::compute_hypergradient(options_.hypergrad, pb, options_.hypergrad_options);
+    st.hypergrad_seconds = now_s() - t1;
+    st.hvp_count = res.stats.hvp_count;
+    st.grad_count = res.stats.grad_count;
+    {
+      torch::NoGradGuard ng;
+      st.meta_loss = loss(*meta).item<double>();
+    }
+    outer_opt_->zero_grad();
+    hypergrad::apply_to_grad(pb, res);
+    st.hypergrad_norm = train::clip_grad_norm(pb.outer_params, options_.outer.clip_norm);
+    outer_opt_->apply();
+    outer_opt_->zero_grad();
+    st.outer_updated = true;
+  }
+  st.seconds = now_s() - t0;
+  return st;
+}
+
+at::Tensor DioTrainer::generate(const DioBatch& b, int64_t max_new_tokens, int64_t num_beams) {
+  torch::NoGradGuard ng;
+  const bool was_training = model_->is_training();
+  model_->eval();
+  t5::T5Inputs in;
+  in.input_ids = b.batch.input_ids;
+  in.attention_mask = b.batch.attention_mask;
+  in.prefix_embeds = soft_tokens(b);
+  t5::GenerateOptions go;
+  go.max_new_tokens = max_new_tokens;
+  go.num_beams = num_beams;
+  at::Tensor out;
+  try {
+    out = t5::generate(*model_, in, go);
+  } catch (...) {
+    if (was_training) model_->train();
+    throw;
+  }
+  if (was_training) model_->train();
+  return out;
+}
+
+void DioTrainer::save_phi(const std::string& path) const {
+  io::NamedTensors t;
+  for (const auto& kv : named_phi()) t.emplace_back(kv.first, kv.second.detach().cpu().contiguous());
+  io::write_safetensors(path, t,
+                        {{"format", "instill-dio"},
+                         {"variant", options_.variant},
+                         {"prompt_length", std::to_string(options_.prompt_length)}});
+}
+
+void DioTrainer::load_phi(const std::string& path) {
+  auto f = io::read_safetensors(path);
+  std::map<std::string, at::Tensor> got;
+  for (auto& kv : f.tensors) got[kv.first] = kv.second;
+  auto v = f.metadata.find("variant");
+  if (v != f.metadata.end() && v->second != options_.variant)
+    throw FileError(path, "holds DIO instructions of variant \"" + v->second + "\", expected \"" + options_.variant +
+                              "\"");
+  torch::NoGradGuard ng;
+  for (auto& kv : named_phi()) {
+    auto it = got.find(kv.first);
+    if (it == got.end()) throw FileError(path, "missing tensor \"" + kv.first + "\"");
+    if (!it->second.sizes().equals(kv.second.sizes()))
+      throw FileError(path, "tensor \"" + kv.first + "\" has shape " + c10::str(it->second.sizes()) + ", expected " +
+                                c10::str(kv.second.sizes()));
+    kv.second.copy_(it->second.to(kv.second.options()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- bench
+
+namespace {
+
+template <class F>
+double median_time(int64_t repeats, F&& f) {
+  f();  // warm-up
+  std::vector<double> ts;
+  for (int64_t i = 0; i < std::max<int64_t>(1, repeats); ++i) {
+    const double t0 = now_s();
+    f();
+    ts.push_back(now_s() - t0);
+  }
+  std::sort(ts.begin(), ts.end());
+  return ts[ts.size() / 2];
+}
+
+template <class F>
+int64_t peak_of(F&& f) {
+  MemoryTracker::reset_peak();
+  const int64_t base = MemoryTracker::current_bytes();
+  f();
+  return MemoryTracker::peak_bytes() - base;
+}
+
+DioBatch random_dio_batch(const t5::T5Config& cfg, int64_t B, int64_t S, int64_t T, bool with_tasks, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  DioBatch b;
+  b.batch.input_ids = at::randint(2, cfg.vocab_size, {B, S}, gen, at::kLong);
+  b.batch.attention_mask = at::ones({B, S}, at::kLong);
+  b.batch.labels = at::randint(2, cfg.vocab_size, {B, T}, gen, at::kLong);
+  if (with_tasks) b.task_ids = at::arange(B, at::kLong);
+  return b;
+}
+
+}  // namespace
+
+BenchResult bench_hypergrad(const BenchOptions& o) {
+  MemoryTracker::install();
+  BenchResult r;
+  torch::AutoGradMode grad_on(true);
+  t5::T5Config cfg = o.config;
+  cfg.dropout_rate = 0.0;
+  t5::T5ForConditionalGeneration model(cfg);
+  model->init_weights(o.seed);
+  model->train();
+  DioOptions dopt;
+  dopt.variant = "prompt";
+  dopt.prompt_length = o.prompt_length;
+  dopt.num_tasks = o.batch;
+  dopt.seed = o.seed;
+  dopt.inner.name = "adamw";
+  dopt.outer.name = "adamw";
+  DioTrainer tr(model, dopt);
+  DioBatch train = random_dio_batch(cfg, o.batch, o.source_length, o.target_length, true, o.seed + 1);
+  DioBatch meta = random_dio_batch(cfg, o.batch, o.source_length, o.target_length, false, o.seed + 2);
+  auto th = tr.theta();
+  for (const auto& p : th) r.parameters += p.numel();
+
+  auto train_step = [&] {
+    for (auto& p : th) p.mutable_grad() = at::Tensor();
+    tr.loss(train).backward();
+  };
+  r.train_step_s = median_time(o.repeats, train_step);
+  r.train_step_peak_bytes = peak_of(train_step);
+  for (auto& p : th) p.mutable_grad() = at::Tensor();
+  r.grad_s = median_time(o.repeats, [&] {
+    auto g = torch::autograd::grad({tr.loss(train)}, th, {}, false, false, true);
+  });
+  std::vector<at::Tensor> v;
+  {
+    auto gen = at::detail::createCPUGenerator(o.seed + 3);
+    for (const auto& p : th) v.push_back(at::randn(p.sizes(), gen, at::kDouble).to(p.options()));
+  }
+  hypergrad::LossFn lf = [&] { return tr.loss(train); };
+  auto hvp_once = [&] { auto h = hypergrad::hvp(lf, th, v); };
+  r.hvp_s = median_time(o.repeats, hvp_once);
+  r.hvp_peak_bytes = peak_of(hvp_once);
+
+  hypergrad::HypergradOptions ho;
+  ho.alpha = 1e-3;
+  ho.damping = 100.0;  // keeps CG's system positive definite at a random init, so cg:K runs all K iterations
+  ho.inner_lr = 1e-3;
+  for (const auto& spec : o.specs) {
+    BenchMethod m;
+    m.spec = spec;
+    auto pb = tr.problem(train, meta);
+    auto once = [&] {
+      auto res = hypergrad::compute_hypergradient(spec, pb, ho);
+      m.hvp_count = res.stats.hvp_count;
+      m.iterations = res.stats.iterations;
+      m.negative_curvature = res.stats.negative_curvature;
+    };
+    m.seconds = median_time(o.repeats, once);
+    m.peak_bytes = peak_of(once);
+    r.methods.push_back(m);
+  }
+  return r;
+}
+
+}  // namespace instill::dio

@@ -1,0 +1,280 @@
+// Exact top-k glue (native/core/select): a TopkIndex class that keeps the pool native side, a one-shot
+// topk(queries, pool, k) and readBandwidthBench. Searches run on a worker thread (TaskWorker) on a
+// snapshot of the index's row blocks, so add() during a search is safe; dispose() is refused meanwhile.
+#include <napi.h>
+
+#include <ATen/ATen.h>
+
+#include <atomic>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "common/errors.h"
+#include "napi/errors.h"
+#include "napi/marshal.h"
+#include "napi/modules.h"
+#include "napi/worker.h"
+#include "select/topk.h"
+
+namespace instill::napi {
+namespace {
+
+constexpr int64_t kMaxRows = std::numeric_limits<int32_t>::max();  // indices cross as int32
+
+Napi::Object ResultToJs(Napi::Env env, const instill::TopkResult& r) {
+  auto o = Napi::Object::New(env);
+  o.Set("scores", TensorToJs(env, r.scores));
+  o.Set("indices", TensorToJs(env, r.indices.to(at::kInt)));
+  return o;
+}
+
+int64_t ChunkRows(const Napi::Object& opts, const std::string& arg) {
+  if (auto v = OptionalField(opts, "chunkRows")) return RequireInt(*v, arg + ".chunkRows", 1, int64_t{1} << 40);
+  return instill::TopkOptions().chunk_rows;
+}
+
+// Wraps a progress callback into TopkOptions::progress (throttled to ~100 events per search).
+void WireProgress(instill::TopkOptions& o, const Reporter& report, bool wanted) {
+  if (!wanted) return;
+  auto last = std::make_shared<double>(-1.0);
+  o.progress = [&report, last](double f) {
+    if (f >= 1.0 || f - *last >= 0.01) {
+      *last = f;
+      report({{{"fraction", f}}, ""});
+    }
+  };
+  o.cancel = report.cancel_flag();
+}
+
+class TopkIndexWrap : public Napi::ObjectWrap<TopkIndexWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "TopkIndex",
+                       {InstanceMethod<&TopkIndexWrap::Add>("add"),
+                        InstanceMethod<&TopkIndexWrap::AddRandom>("addRandom"),
+                        InstanceMethod<&TopkIndexWrap::Search>("search"),
+                        InstanceMethod<&TopkIndexWrap::Dispose>("dispose"),
+                        InstanceAccessor<&TopkIndexWrap::Size>("size"),
+                        InstanceAccessor<&TopkIndexWrap::Dim>("dim"),
+                        InstanceAccessor<&TopkIndexWrap::Bytes>("bytes"),
+                        InstanceAccessor<&TopkIndexWrap::Disposed>("disposed")});
+  }
+
+  explicit TopkIndexWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TopkIndexWrap>(info) {
+    try {
+      auto opts = RequireObject(info[0], "options");
+      auto dimV = OptionalField(opts, "dim");
+      if (!dimV) throw instill::ArgumentError("options.dim: expected an integer");
+      int64_t dim = RequireInt(*dimV, "options.dim", 1, int64_t{1} << 24);
+      bool normalize = true;
+      if (auto v = OptionalField(opts, "normalize")) normalize = RequireBool(*v, "options.normalize");
+      index_ = std::make_shared<instill::TopkIndex>(dim, normalize);
+    } catch (...) {
+      TranslateCurrentException(info.Env()).ThrowAsJavaScriptException();
+    }
+  }
+
+  ~TopkIndexWrap() override = default;  // the blocks are freed with index_ (finalizer as a backstop)
+
+ private:
+  instill::TopkIndex& live(const char* what) {
+    if (!index_) throw Napi::Error::New(Env(), std::string("TopkIndex.") + what + ": the index is disposed");
+    return *index_;
+  }
+
+  void AccountBytes(Napi::Env env) {
+    int64_t now = index_ ? index_->bytes() : 0;
+    if (now != accounted_) Napi::MemoryManagement::AdjustExternalMemory(env, now - accounted_);
+    accounted_ = now;
+  }
+
+  void CheckGrowth(int64_t extra) {
+    if (index_->size() + extra > kMaxRows)
+      throw instill::RangeError("TopkIndex: at most 2147483647 rows (indices are int32), got " +
+                                std::to_string(index_->size() + extra));
+  }
+
+  // add(rows: {data: Float32Array, shape: [n, dim]}): number (the new size). Copies the rows.
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      auto& index = live("add");
+      at::Tensor rows = TensorFromJs(info[0], "rows");
+      if (rows.dim() == 2) CheckGrowth(rows.size(0));
+      int64_t n = index.add(rows);
+      AccountBytes(info.Env());
+      return Napi::Number::New(info.Env(), static_cast<double>(n));
+    });
+  }
+
+  // addRandom({rows, seed?}): Promise<number>. N(0,1) rows (normalized when the index normalizes),
+  // generated natively in parallel: for benchmarks and tests.
+  Napi::Value AddRandom(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      live("addRandom");
+      auto opts = RequireObject(info[0], "options");
+      auto rowsV = OptionalField(opts, "rows");
+      if (!rowsV) throw instill::ArgumentError("options.rows: expected an integer");
+      int64_t n = RequireInt(*rowsV, "options.rows", 0, kMaxRows);
+      int64_t seed = 0;
+      if (auto v = OptionalField(opts, "seed")) seed = RequireInt(*v, "options.seed", 0, int64_t{1} << 52);
+      CheckGrowth(n);
+      auto index = index_;
+      auto blocks = std::make_shared<std::vector<at::Tensor>>();
+      ++*inflight_;
+      auto inflight = inflight_;
+      return TaskWorker::Start(
+          info.Env(), "instill.TopkIndex.addRandom",
+          [=](const Reporter&) { *blocks = index->random_blocks(n, static_cast<uint64_t>(seed)); },
+          [this, blocks](Napi::Env env) -> Napi::Value {
+            if (!index_) throw Napi::Error::New(env, "TopkIndex.addRandom: the index was disposed");
+            CheckGrowth(0);
+            int64_t size = index_->add_blocks(*blocks);
+            AccountBytes(env);
+            return Napi::Number::New(env, static_cast<double>(size));
+          },
+          false, std::nullopt, nullptr, info.This().As<Napi::Object>(), [inflight] { --*inflight; });
+    });
+  }
+
+  // search(queries: {data: Float32Array, shape: [Q, dim]}, k, {chunkRows?, onProgress?}?):
+  //   Promise<{scores: [Q, k] float32, indices: [Q, k] int32}>
+  Napi::Value Search(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      auto& index = live("search");
+      at::Tensor queries = TensorFromJs(info[0], "queries");
+      int64_t k = RequireInt(info[1], "k", std::numeric_limits<int32_t>::min(), kMaxRows);
+      Napi::Object opts = info.Length() > 2 && !info[2].IsUndefined() ? RequireObject(info[2], "options")
+                                                                         : Napi::Object::New(info.Env());
+      int64_t chunk = ChunkRows(opts, "options");
+      auto cb = OptionalFunction(opts, "onProgress", "options");
+      queries = index.prepare_queries(queries);  // argument errors surface synchronously
+      auto blocks = std::make_shared<std::vector<at::Tensor>>(index.blocks());
+      instill::check_topk_args(queries, *blocks, k, chunk);
+      auto result = std::make_shared<instill::TopkResult>();
+      auto cancel = std::make_shared<std::atomic<bool>>(false);
+      bool want_progress = cb.has_value();
+      ++*inflight_;
+      auto inflight = inflight_;
+      return TaskWorker::Start(
+          info.Env(), "instill.TopkIndex.search",
+          [=](const Reporter& report) {
+            instill::TopkOptions o;
+            o.chunk_rows = chunk;
+            WireProgress(o, report, want_progress);
+            *result = instill::exact_topk(queries, *blocks, k, o);
+          },
+          [result](Napi::Env env) -> Napi::Value { return ResultToJs(env, *result); }, false, cb, cancel,
+          info.This().As<Napi::Object>(), [inflight] { --*inflight; });
+    });
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      if (*inflight_ > 0)
+        throw Napi::Error::New(info.Env(), "TopkIndex.dispose: refused while a search or addRandom is in flight");
+      index_.reset();
+      AccountBytes(info.Env());
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value Size(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), index_ ? static_cast<double>(index_->size()) : 0);
+  }
+  Napi::Value Dim(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), index_ ? static_cast<double>(index_->dim()) : 0);
+  }
+  Napi::Value Bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), index_ ? static_cast<double>(index_->bytes()) : 0);
+  }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !index_); }
+
+  std::shared_ptr<instill::TopkIndex> index_;
+  std::shared_ptr<std::atomic<int>> inflight_ = std::make_shared<std::atomic<int>>(0);
+  int64_t accounted_ = 0;
+};
+
+// topk(queries, pool, k, {chunkRows?, onProgress?}?): Promise<{scores, indices}>; plain dot products
+// (normalize rows first for cosine). The pool is copied for the call.
+Napi::Value Topk(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    at::Tensor queries = TensorFromJs(info[0], "queries");
+    at::Tensor pool = TensorFromJs(info[1], "pool");
+    int64_t k = RequireInt(info[2], "k", std::numeric_limits<int32_t>::min(), kMaxRows);
+    Napi::Object opts = info.Length() > 3 && !info[3].IsUndefined() ? RequireObject(info[3], "options")
+                                                                       : Napi::Object::New(info.Env());
+    int64_t chunk = ChunkRows(opts, "options");
+    auto cb = OptionalFunction(opts, "onProgress", "options");
+    if (pool.dim() == 2 && pool.size(0) > kMaxRows) throw instill::RangeError("pool: at most 2147483647 rows");
+    // Shape, dtype and k checks synchronously, so mistakes throw instead of rejecting later.
+    instill::check_topk_args(queries, {pool}, k, chunk);
+    auto result = std::make_shared<instill::TopkResult>();
+    auto cancel = std::make_shared<std::atomic<bool>>(false);
+    bool want_progress = cb.has_value();
+    return TaskWorker::Start(
+        info.Env(), "instill.topk",
+        [=](const Reporter& report) {
+          instill::TopkOptions o;
+          o.chunk_rows = chunk;
+          WireProgress(o, report, want_progress);
+          *result = instill::exact_topk(queries, pool, k, o);
+        },
+        [result](Napi::Env env) -> Napi::Value { return ResultToJs(env, *result); }, false, cb, cancel);
+  });
+}
+
+// readBandwidthBench({bytes?, seconds?}): Promise<{bytes, iterations, seconds, gbps}>
+Napi::Value ReadBandwidthBench(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    auto opts = info.Length() > 0 && !info[0].IsUndefined() ? RequireObject(info[0], "options")
+                                                            : Napi::Object::New(info.Env());
+    int64_t bytes = int64_t{1} << 30;
+    double seconds = 0.5;
+    if (auto v = OptionalField(opts, "bytes")) bytes = RequireInt(*v, "options.bytes", 4, int64_t{1} << 36);
+    if (auto v = OptionalField(opts, "seconds")) seconds = RequireNumber(*v, "options.seconds");
+    if (seconds < 0 || seconds > 3600) throw instill::RangeError("options.seconds: must be in [0, 3600]");
+    auto result = std::make_shared<instill::BandwidthBenchResult>();
+    auto cancel = std::make_shared<std::atomic<bool>>(false);
+    return TaskWorker::Start(
+        info.Env(), "instill.readBandwidthBench",
+        [=](const Reporter& report) { *result = instill::read_bandwidth_bench(bytes, seconds, report.cancel_flag()); },
+        [result](Napi::Env env) -> Napi::Value {
+          auto o = Napi::Object::New(env);
+          o.Set("bytes", static_cast<double>(result->bytes));
+          o.Set("iterations", static_cast<double>(result->iterations));
+          o.Set("seconds", result->seconds);
+          o.Set("gbps", result->gbps);
+          return o;
+        },
+        false, std::nullopt, cancel);
+  });
+}
+
+}  // namespace
+
+void InitSelect(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = TopkIndexWrap::Define(env);
+  // Symbol.asyncDispose (where the runtime has it) calls dispose().
+  Napi::Value symbol = env.Global().Get("Symbol").As<Napi::Object>().Get("asyncDispose");
+  if (symbol.IsSymbol()) {
+    Napi::Object proto = ctor.Get("prototype").As<Napi::Object>();
+    proto.Set(symbol, Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+      Napi::Env e = info.Env();
+      auto deferred = Napi::Promise::Deferred::New(e);
+      try {
+        info.This().As<Napi::Object>().Get("dispose").As<Napi::Function>().Call(info.This(), {});
+        deferred.Resolve(e.Undefined());
+      } catch (const Napi::Error& err) {
+        deferred.Reject(err.Value());
+      }
+      return deferred.Promise();
+    }));
+  }
+  exports.Set("TopkIndex", ctor);
+  exports.Set("topk", Napi::Function::New(env, Topk, "topk"));
+  exports.Set("readBandwidthBench", Napi::Function::New(env, ReadBandwidthBench, "readBandwidthBench"));
+}
+
+}  // namespace instill::napi

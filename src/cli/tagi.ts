@@ -1,0 +1,207 @@
+// instill tagi teach | pretrain | train | generate | eval: task adapters generated from instructions (issue 7).
+import type { Command } from "commander";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { loadSplitTasks } from "../data/index.js";
+import { readSniTask } from "../data/sni.js";
+import { writeEvalFiles } from "../eval/evaluate.js";
+import { loadTokenizer } from "../model/tokenizer.js";
+import { parseLoraSpec, resolveConfig } from "../train/config.js";
+import { JsonlLogger } from "../train/logger.js";
+import { train } from "../train/trainer.js";
+import { writeFileAtomic } from "../util/fs.js";
+import { DEFAULT_LOSS, pretrainExamples, Tagi, tagiExamples, taskInstruction, type TagiDataOptions } from "../tagi/tagi.js";
+import type { TagiHypernetOptions } from "../native/types.js";
+
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new TypeError(`${name}: expected an integer, got '${v}'`);
+  return n;
+};
+const num = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new TypeError(`${name}: expected a number, got '${v}'`);
+  return n;
+};
+
+interface Flags {
+  model: string;
+  data: string;
+  out: string;
+  split: string;
+  seed: number;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  maxTrainInstances: number;
+  maxEvalInstances: number;
+  rank: number;
+  modules: string;
+  fusion: boolean;
+  trainBase: boolean;
+  hypernet?: string;
+  teachers?: string;
+  kl: boolean;
+  mse: boolean;
+  quiet?: boolean;
+}
+
+const DATA: TagiDataOptions = { maxSourceLength: 512, maxTargetLength: 64, maxInstructionLength: 256 };
+
+function common(c: Command): Command {
+  return c
+    .requiredOption("--model <dir>", "base model folder")
+    .option("--data <dir>", "data folder (tasks/ + splits/)", "data")
+    .option("--split <name>", "split", "default")
+    .option("--seed <n>", "seed", int("--seed"), 42)
+    .option("--max-train-instances <n>", "instances per training task", int("--max-train-instances"), 100)
+    .option("--max-eval-instances <n>", "instances per test task", int("--max-eval-instances"), 100)
+    .option("--quiet", "no progress");
+}
+
+function trainingFlags(c: Command): Command {
+  return c
+    .requiredOption("--out <dir>", "output folder")
+    .option("--steps <n>", "optimizer steps", int("--steps"), 200)
+    .option("--batch-size <n>", "batch size", int("--batch-size"), 16)
+    .option("--lr <x>", "learning rate", num("--lr"), 1e-3)
+    .option("--rank <n>", "generated LoRA rank", int("--rank"), 8)
+    .option("--modules <list>", "target modules (q,k,v,o,wi,wo)", "q,v")
+    .option("--no-fusion", "do not give the encoded instruction to the decoder")
+    .option("--train-base", "train the base model together with the hypernetwork", false)
+    .option("--hypernet <file>", "start from this hypernet.safetensors (from pretrain)");
+}
+
+function hyperOpts(f: Flags): TagiHypernetOptions {
+  return { rank: f.rank, alpha: 2 * f.rank, targetModules: f.modules.split(",").map((s) => s.trim()).filter(Boolean), fusion: f.fusion };
+}
+
+function splitTasks(f: Flags) {
+  const s = loadSplitTasks({ dataDir: f.data, split: f.split, maxTrainInstances: f.maxTrainInstances, maxEvalInstances: f.maxEvalInstances, seed: f.seed });
+  for (const k of s.skipped) process.stderr.write(`instill: skipped task ${k.task}: ${k.reason}\n`);
+  return s;
+}
+
+/** Base model of a TAGI run folder: <dir>/model when the base was trained, else the given one. */
+function baseOf(tagiDir: string, model: string): string {
+  return existsSync(join(tagiDir, "model", "config.json")) ? join(tagiDir, "model") : model;
+}
+
+async function runStage(f: Flags, stage: "pretrain" | "train"): Promise<void> {
+  const tok = loadTokenizer(f.model);
+  const split = splitTasks(f);
+  if (split.train.length === 0) throw new Error(`${f.data}: no training tasks`);
+  let teachers: string[] = [];
+  const index = new Map<string, number>();
+  if (stage === "train" && f.teachers) {
+    for (const t of split.train) {
+      const d = join(f.teachers, "adapters", t.name, "adapter");
+      if (existsSync(join(d, "adapter_config.json"))) {
+        index.set(t.name, teachers.length);
+        teachers.push(d);
+      }
+    }
+    if (teachers.length === 0) throw new Error(`--teachers: no <dir>/adapters/<task>/adapter folders under ${f.teachers} (run 'instill tagi teach')`);
+  }
+  const useTeachers = teachers.length > 0 && (f.kl || f.mse);
+  if (!useTeachers) teachers = [];
+  const tagi = await Tagi.load(f.model, {
+    hypernet: hyperOpts(f),
+    hypernetPath: f.hypernet,
+    teachers: useTeachers ? teachers : undefined,
+    trainBase: f.trainBase,
+    seed: f.seed,
+  });
+  try {
+    const examples =
+      stage === "pretrain"
+        ? pretrainExamples(split.train, tok, DATA, f.seed)
+        : tagiExamples(split.train, tok, DATA, { seed: f.seed, training: true, teacherIndex: useTeachers ? (n) => index.get(n) ?? -1 : undefined });
+    const loss = stage === "pretrain" ? { ...DEFAULT_LOSS, ce: 1, kl: 0, mse: 0 } : { ...DEFAULT_LOSS, kl: f.kl && useTeachers ? DEFAULT_LOSS.kl : 0, mse: f.mse && useTeachers ? DEFAULT_LOSS.mse : 0, ce: useTeachers && f.kl ? DEFAULT_LOSS.ce : 1 };
+    const log = new JsonlLogger(join(f.out, "metrics.jsonl"));
+    const r = await tagi.trainStage(examples, tok, {
+      steps: f.steps,
+      batchSize: f.batchSize,
+      lr: f.lr,
+      optimizer: stage === "pretrain" ? "adafactor" : "adamw",
+      seed: f.seed,
+      loss,
+      onProgress: (s, n, l) => {
+        if (!f.quiet) process.stderr.write(`\r${stage} ${s}/${n} loss ${l.toFixed(4)}`);
+      },
+    });
+    if (!f.quiet) process.stderr.write("\n");
+    r.losses.forEach((l, i) => log.log({ step: i + 1, loss: l, ce: r.ce[i], kl: r.kl[i], mse: r.mse[i] }));
+    await tagi.save(f.out);
+    writeFileAtomic(join(f.out, "tagi.json"), JSON.stringify({ stage, model: f.model, loss, teachers, info: tagi.native.info(), steps: r.steps, seconds: r.seconds }, null, 2));
+    process.stdout.write(`${stage}: ${r.steps} steps in ${r.seconds.toFixed(1)} s, loss ${r.losses[0]?.toFixed(4)} -> ${r.losses[r.losses.length - 1]?.toFixed(4)}; wrote ${f.out}\n`);
+  } finally {
+    tagi.dispose();
+  }
+}
+
+export function registerTagi(program: Command): void {
+  const tagi = program.command("tagi").description("task adapters generated from instructions (TAGI)");
+
+  common(tagi.command("teach").description("train one teacher LoRA per training task (instill train --per-task)"))
+    .requiredOption("--out <dir>", "output folder (adapters/<task>/adapter)")
+    .option("--lora <spec>", "LoRA spec", "r=8,alpha=16,modules=q,v")
+    .option("--steps <n>", "steps per task", int("--steps"), 100)
+    .action(async (f: Flags & { lora: string }) => {
+      const cfg = resolveConfig(undefined, { model: f.model, data: f.data, out: f.out, seed: f.seed, steps: f.steps, perTask: true, maxTrainInstances: f.maxTrainInstances, quiet: !!f.quiet });
+      cfg.lora = parseLoraSpec(f.lora);
+      // Teachers see the definition (Tk-Instruct "Definition" encoding), as the student's instruction.
+      cfg.encoding = { ...cfg.encoding, addDefinition: true, numPositiveExamples: 0, numNegativeExamples: 0 };
+      const res = await train(cfg);
+      process.stdout.write(`teach: ${res.length} teacher adapters under ${join(f.out, "adapters")}\n`);
+    });
+
+  trainingFlags(common(tagi.command("pretrain").description("stage 1: hypernetwork pretraining (instruction = first part of a text)"))).action((f: Flags) =>
+    runStage({ ...f, kl: false, mse: false }, "pretrain"),
+  );
+
+  trainingFlags(common(tagi.command("train").description("stage 2: finetuning on the meta-training tasks with distillation")))
+    .option("--teachers <dir>", "output of 'instill tagi teach'")
+    .option("--no-kl", "drop the KL(teacher || student) term")
+    .option("--no-mse", "drop the parameter MSE term")
+    .action((f: Flags) => runStage(f, "train"));
+
+  common(tagi.command("eval").description("evaluate TAGI on the split's test tasks (ROUGE-L, exact match)"))
+    .requiredOption("--tagi <dir>", "output of 'instill tagi train'")
+    .option("--out <dir>", "where to write predictions.jsonl and metrics.json")
+    .action(async (f: Flags & { tagi: string }) => {
+      const tok = loadTokenizer(f.model);
+      const split = splitTasks(f);
+      const t = await Tagi.load(baseOf(f.tagi, f.model), { hypernetPath: join(f.tagi, "hypernet.safetensors") });
+      try {
+        const ev = await t.evaluate(split.test, tok, { ...DATA, batchSize: 16, maxNewTokens: 32, seed: f.seed, quiet: f.quiet });
+        if (f.out) writeEvalFiles(f.out, ev);
+        process.stdout.write(JSON.stringify({ rougeL: ev.metrics.rougeL, exact_match: ev.metrics.exact_match, rouge1: ev.metrics.rouge1, num_examples: ev.metrics.num_examples }) + "\n");
+      } finally {
+        t.dispose();
+      }
+    });
+
+  tagi
+    .command("generate")
+    .description("write a PEFT adapter generated from an instruction alone")
+    .requiredOption("--model <dir>", "base model folder")
+    .requiredOption("--tagi <dir>", "output of 'instill tagi train'")
+    .requiredOption("--out <dir>", "adapter folder to write")
+    .option("--instruction <text>", "the instruction")
+    .option("--task <file>", "an SNI task file (its definition is the instruction)")
+    .action(async (f: { model: string; tagi: string; out: string; instruction?: string; task?: string }) => {
+      if (!f.instruction === !f.task) throw new TypeError("give exactly one of --instruction or --task");
+      const text = f.instruction ?? taskInstruction(readSniTask(f.task!));
+      const base = baseOf(f.tagi, f.model);
+      const tok = loadTokenizer(f.model);
+      const t = await Tagi.load(base, { hypernetPath: join(f.tagi, "hypernet.safetensors") });
+      try {
+        const r = await t.writeAdapter(text.startsWith("Definition:") || f.task ? text : `Definition: ${text}`, tok, f.out, 256, base);
+        const info = t.native.info();
+        process.stdout.write(`wrote ${f.out}: ${r.modules} LoRA modules, rank ${info.rank}, generated in ${(r.seconds * 1000).toFixed(2)} ms${info.fusion ? " (note: instruction fusion is not part of a PEFT adapter)" : ""}\n`);
+      } finally {
+        t.dispose();
+      }
+    });
+}

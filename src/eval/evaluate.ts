@@ -1,0 +1,99 @@
+// Evaluation on test tasks: generation + the official SNI metrics (overall, per task, per category),
+// and rank-classification accuracy for tasks with answer options. Writes predictions.jsonl and metrics.json.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { EncodingOptions, SniTask } from "../data/types.js";
+import { rankClassificationAccuracy, scoreItemsDetailed, type RankItem, type SniResults } from "../metrics/index.js";
+import type { Batch, NativeModelHandle } from "../model/types.js";
+import { writeFileAtomic } from "../util/fs.js";
+import { buildExamples, collate, tokenizeExamples, type TokenizedExample, type TokenizerLike } from "../train/batches.js";
+import { Progress } from "../train/progress.js";
+
+export interface Prediction {
+  id: string;
+  task: string;
+  category: string;
+  prediction: string;
+  references: string[];
+}
+
+export interface EvalResult {
+  metrics: SniResults & { rank_accuracy?: number; num_examples: number };
+  predictions: Prediction[];
+}
+
+export interface EvalOptions {
+  encoding: EncodingOptions;
+  maxTargetLength: number;
+  batchSize: number;
+  maxNewTokens: number;
+  numBeams: number;
+  seed: number;
+  quiet?: boolean;
+  /** Per-example extra inputs (e.g. TAGI adapters, DIO prefixes) are handled by `generate` overrides. */
+  generate?: (batch: Batch, examples: TokenizedExample[]) => Promise<number[][]>;
+  scoreOptions?: (batch: Batch, options: number[][][], examples: TokenizedExample[]) => Promise<number[][]>;
+}
+
+export async function evaluateTasks(
+  model: NativeModelHandle,
+  tok: TokenizerLike,
+  tasks: SniTask[],
+  o: EvalOptions,
+): Promise<EvalResult> {
+  const examples = tokenizeExamples(
+    buildExamples(tasks, o.encoding, (t) => tok.countTokens(t), { seed: o.seed, training: false }),
+    tok,
+    o.encoding.maxSourceLength,
+    o.maxTargetLength,
+  );
+  if (examples.length === 0) throw new Error("evaluation: the test tasks have no instances");
+  // Sort by source length so batches pad little; predictions are reported in the original order.
+  const order = examples.map((_, i) => i).sort((a, b) => examples[a].src.length - examples[b].src.length);
+  const preds: string[] = new Array(examples.length);
+  const progress = new Progress({ total: examples.length, label: "eval", quiet: o.quiet });
+  const gen = o.generate ?? ((b: Batch) => model.generate(b, { maxNewTokens: o.maxNewTokens, numBeams: o.numBeams }));
+  for (let i = 0; i < order.length; i += o.batchSize) {
+    const idx = order.slice(i, i + o.batchSize);
+    const exs = idx.map((k) => examples[k]);
+    const out = await gen(collate(exs, tok.padId, false), exs);
+    idx.forEach((k, j) => (preds[k] = tok.decode(out[j], { skipSpecial: true }).trim()));
+    progress.update(Math.min(i + o.batchSize, order.length), { unit: "examples" });
+  }
+  progress.stop();
+  const predictions: Prediction[] = examples.map((e, i) => ({
+    id: e.id,
+    task: e.task,
+    category: e.category,
+    prediction: preds[i],
+    references: e.references,
+  }));
+  const report = scoreItemsDetailed(
+    predictions.map((p) => ({ id: p.id, prediction: p.prediction, references: p.references, taskId: p.task, taskCategory: p.category })),
+  );
+  const metrics: EvalResult["metrics"] = { ...report.results, num_examples: predictions.length };
+
+  // Rank classification where tasks define answer options.
+  const mc = examples.filter((e) => e.answerChoices && e.answerChoices.length > 1);
+  if (mc.length > 0) {
+    const rankItems: RankItem[] = [];
+    const score = o.scoreOptions ?? ((b: Batch, opts: number[][][]) => model.scoreOptions(b, opts));
+    for (let i = 0; i < mc.length; i += o.batchSize) {
+      const exs = mc.slice(i, i + o.batchSize);
+      const options = exs.map((e) => e.answerChoices!.map((c) => tok.encode(c, { addEos: true })));
+      const scores = await score(collate(exs, tok.padId, false), options, exs);
+      exs.forEach((e, j) => {
+        const gold = e.answerChoices!.findIndex((c) => e.references.some((r) => r.trim().toLowerCase() === c.trim().toLowerCase()));
+        if (gold >= 0) rankItems.push({ scores: scores[j], gold });
+      });
+    }
+    if (rankItems.length > 0) metrics.rank_accuracy = Math.round(rankClassificationAccuracy(rankItems) * 100 * 10000) / 10000;
+  }
+  return { metrics, predictions };
+}
+
+export function writeEvalFiles(dir: string, r: EvalResult): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "predictions.jsonl"), r.predictions.map((p) => JSON.stringify(p)).join("\n") + "\n");
+  writeFileAtomic(join(dir, "metrics.json"), JSON.stringify(r.metrics, null, 2) + "\n");
+}

@@ -1,0 +1,208 @@
+// Multi-task instruction tuning (Tk-Instruct style): full fine-tuning or LoRA, checkpoints, resume,
+// progress, JSONL logs, Ctrl-C that saves and exits. The per-step loop runs inside one native call per
+// `stepsPerCall` optimizer steps; TypeScript owns data, order, files and progress.
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { loadSplitTasks } from "../data/index.js";
+import type { SniTask } from "../data/types.js";
+import { T5Model } from "../model/model.js";
+import { installTokenizer, loadTokenizer } from "../model/tokenizer.js";
+import type { NativeModelHandle } from "../model/types.js";
+import { writeFileAtomic } from "../util/fs.js";
+import { initProcessGroup, isWriter, shardItems, type ProcessGroup } from "../dist/index.js";
+import { BatchSchedule, batchTokens, buildExamples, collate, tokenizeExamples, type TokenizerLike } from "./batches.js";
+import { CheckpointManager } from "./checkpoint.js";
+import type { RunConfig } from "./config.js";
+import { JsonlLogger } from "./logger.js";
+import { Progress } from "./progress.js";
+
+export interface TrainResult {
+  out: string;
+  steps: number;
+  losses: number[];
+  /** Where the final model (full) or adapter (LoRA) was written. */
+  modelDir?: string;
+  adapterDir?: string;
+  interrupted: boolean;
+  seconds: number;
+}
+
+export interface TrainHooks {
+  /** Called after each native call; returning true stops like Ctrl-C (used by tests to simulate a stop). */
+  afterCall?: (step: number) => boolean | void;
+  /** Stop (checkpoint and return) once this many steps are done. */
+  stopAfterSteps?: number;
+}
+
+function totalSteps(cfg: RunConfig, perEpoch: number): number {
+  const accum = cfg.optimizer.gradAccumulation ?? 1;
+  return cfg.steps > 0 ? cfg.steps : Math.max(1, Math.floor((cfg.epochs * perEpoch) / accum));
+}
+
+/** A full model folder is usable on its own: weights, config and the base checkpoint's tokenizer. */
+async function saveModelWithTokenizer(model: NativeModelHandle, dir: string, baseModel: string): Promise<void> {
+  await model.save(dir);
+  installTokenizer(baseModel, dir);
+}
+
+/** Saves what a checkpoint holds: the trainable weights and the native training state. */
+async function fillCheckpoint(model: NativeModelHandle, lora: boolean, dir: string, baseModel: string): Promise<void> {
+  if (lora) await model.saveAdapter(join(dir, "adapter"));
+  else await saveModelWithTokenizer(model, join(dir, "model"), baseModel);
+  await model.saveTrainingState(join(dir, "training_state.safetensors"));
+}
+
+/** Trains `model` on `tasks` with `cfg`; resumes from cfg.out's last checkpoint when `resume`. */
+export async function trainOnTasks(
+  cfg: RunConfig,
+  tasks: SniTask[],
+  tok: TokenizerLike,
+  opts: { resume?: boolean; hooks?: TrainHooks; label?: string; processGroup?: ProcessGroup } = {},
+): Promise<TrainResult> {
+  const t0 = Date.now();
+  // Data parallelism (instill launch / torchrun variables): each rank trains on its slice of every global
+  // batch, gradients are averaged natively before each optimizer step, rank 0 alone writes files.
+  const pg = opts.processGroup;
+  const world = pg?.worldSize ?? 1;
+  const rank = pg?.rank ?? 0;
+  const writer = isWriter(pg);
+  if (cfg.batchSize % world !== 0) throw new RangeError(`batchSize ${cfg.batchSize} must be a multiple of the world size ${world}`);
+  mkdirSync(cfg.out, { recursive: true });
+  if (writer) writeFileAtomic(join(cfg.out, "config.json"), JSON.stringify(cfg, null, 2));
+  const examples = tokenizeExamples(
+    buildExamples(tasks, cfg.encoding, (t) => tok.countTokens(t), { seed: cfg.seed, training: true }),
+    tok,
+    cfg.encoding.maxSourceLength,
+    cfg.maxTargetLength,
+  );
+  const schedule = new BatchSchedule(examples, cfg.batchSize, cfg.seed);
+  const accum = cfg.optimizer.gradAccumulation ?? 1;
+  const total = totalSteps(cfg, schedule.perEpoch);
+  const ckpt = new CheckpointManager(cfg.out, cfg.keepCheckpoints);
+  const logger = writer ? new JsonlLogger(join(cfg.out, "metrics.jsonl")) : undefined;
+
+  const latest = opts.resume ? ckpt.latest() : undefined;
+  if (opts.resume && !latest) throw new Error(`--resume: no checkpoint found in ${ckpt.root}`);
+  let model: T5Model;
+  let step = 0;
+  let losses: number[] = [];
+  const lora = cfg.lora !== null;
+  if (latest) {
+    const state = ckpt.readState<{ step: number; losses: number[] }>(latest);
+    model = lora ? await T5Model.load(cfg.model, { seed: cfg.seed }) : await T5Model.load(join(latest.dir, "model"), { seed: cfg.seed });
+    if (lora) {
+      model.addLora({ ...cfg.lora!, seed: cfg.seed });
+      await model.loadAdapter(join(latest.dir, "adapter"));
+    }
+    model.setOptimizer({ ...cfg.optimizer, totalSteps: total });
+    await model.loadTrainingState(join(latest.dir, "training_state.safetensors"));
+    step = state.step;
+    losses = state.losses ?? [];
+    logger?.truncateAfter(step);
+    logger?.log({ event: "resumed", step, checkpoint: latest.dir });
+  } else {
+    model = await T5Model.load(cfg.model, { seed: cfg.seed });
+    if (lora) model.addLora({ ...cfg.lora!, seed: cfg.seed });
+    model.setOptimizer({ ...cfg.optimizer, totalSteps: total });
+  }
+
+  let interrupted = false;
+  const onSigint = () => {
+    interrupted = true;
+    // With a group, every rank finishes the current call so no rank waits alone in an all-reduce.
+    if (!pg) model.cancel();
+  };
+  process.on("SIGINT", onSigint);
+  const progress = new Progress({ total, label: opts.label ?? "train", quiet: cfg.quiet || !writer });
+  progress.update(step);
+  try {
+    while (step < total && !interrupted) {
+      const nextCkpt = (Math.floor(step / cfg.checkpointEvery) + 1) * cfg.checkpointEvery;
+      const n = Math.min(cfg.stepsPerCall, total - step, nextCkpt - step, (opts.hooks?.stopAfterSteps ?? Infinity) - step);
+      const batches = [];
+      for (let s = step; s < step + n; s++)
+        for (let a = 0; a < accum; a++) {
+          const items = schedule.examples(s * accum + a);
+          batches.push(collate(world > 1 ? shardItems(items, rank, world) : items, tok.padId));
+        }
+      const res = await model.trainSteps(batches, pg ? { processGroup: pg } : {});
+      const done = res.losses.length;
+      if (pg) {
+        res.losses = await pg.allreduceMeanScalars(res.losses);
+        if (Math.max(...(await pg.allgatherScalars([interrupted ? 1 : 0]))) > 0) interrupted = true;
+      }
+      const tokens = batches.slice(0, done * accum).reduce((acc, b) => acc + batchTokens(b), 0);
+      for (let i = 0; i < done; i++) {
+        const s = step + i + 1;
+        losses.push(res.losses[i]);
+        if (s % cfg.logEvery === 0 || s === total || i === done - 1)
+          logger?.log({ step: s, loss: res.losses[i], grad_norm: res.gradNorms[i], lr: res.lrs[i], ...(world > 1 ? { world_size: world } : {}) });
+      }
+      step += done;
+      progress.update(step, { loss: res.losses[done - 1], tokensPerSecond: res.seconds > 0 ? tokens / res.seconds : undefined });
+      const stopHere = opts.hooks?.afterCall?.(step) === true || step >= (opts.hooks?.stopAfterSteps ?? Infinity);
+      if (step % cfg.checkpointEvery === 0 || step === total || interrupted || stopHere) {
+        if (writer) await ckpt.save(step, { losses, total, seed: cfg.seed, worldSize: world }, (dir) => fillCheckpoint(model, lora, dir, cfg.model));
+        await pg?.barrier();
+      }
+      if (stopHere) {
+        interrupted = true;
+        break;
+      }
+    }
+  } finally {
+    progress.stop();
+    process.off("SIGINT", onSigint);
+  }
+
+  const result: TrainResult = { out: cfg.out, steps: step, losses, interrupted, seconds: (Date.now() - t0) / 1000 };
+  if (!interrupted) {
+    if (lora) {
+      result.adapterDir = join(cfg.out, "adapter");
+      if (writer) await model.saveAdapter(result.adapterDir);
+    } else {
+      result.modelDir = join(cfg.out, "model");
+      if (writer) await saveModelWithTokenizer(model, result.modelDir, cfg.model);
+    }
+    logger?.log({ event: "done", steps: step, seconds: result.seconds });
+  } else {
+    logger?.log({ event: "interrupted", steps: step });
+  }
+  await pg?.barrier();
+  model.dispose();
+  return result;
+}
+
+/** `instill train`: the split's training tasks, or one LoRA per task with cfg.perTask. */
+export async function train(cfg: RunConfig, opts: { resume?: boolean; hooks?: TrainHooks } = {}): Promise<TrainResult[]> {
+  if (!existsSync(cfg.model)) throw new Error(`--model: ${cfg.model}: no such checkpoint folder`);
+  const tok = loadTokenizer(cfg.model);
+  const split = loadSplitTasks({
+    dataDir: cfg.data,
+    split: cfg.split,
+    maxTrainInstances: cfg.maxTrainInstances,
+    maxEvalInstances: cfg.maxEvalInstances,
+    seed: cfg.seed,
+    englishOnly: cfg.englishOnly,
+    onBadTask: cfg.onBadTask,
+  });
+  for (const s of split.skipped) process.stderr.write(`instill: skipped task ${s.task}: ${s.reason}\n`);
+  if (split.train.length === 0) throw new Error(`${cfg.data}: split '${cfg.split}' has no readable training tasks`);
+  const processGroup = await initProcessGroup();
+  try {
+    if (!cfg.perTask) return [await trainOnTasks(cfg, split.train, tok, { ...opts, processGroup })];
+    return await trainPerTask(cfg, split.train, tok, { ...opts, processGroup });
+  } finally {
+    processGroup?.dispose();
+  }
+}
+
+async function trainPerTask(cfg: RunConfig, tasks: SniTask[], tok: TokenizerLike, opts: { resume?: boolean; hooks?: TrainHooks; processGroup?: ProcessGroup }): Promise<TrainResult[]> {
+  if (cfg.lora === null) throw new Error("--per-task trains one LoRA adapter per task: give --lora (e.g. --lora r=8,alpha=16,modules=q,v)");
+  const results: TrainResult[] = [];
+  for (const task of tasks) {
+    const sub: RunConfig = { ...cfg, out: join(cfg.out, "adapters", task.name), perTask: false };
+    results.push(await trainOnTasks(sub, [task], tok, { ...opts, label: task.name }));
+  }
+  return results;
+}
