@@ -78,7 +78,7 @@ interface Budget {
 function budget(quick: boolean): Budget {
   return quick
     ? { steps: 60, batchSize: 16, lr: 3e-3, maxTrainInstances: 20, maxEvalInstances: 10 }
-    : { steps: 600, batchSize: 32, lr: 2e-3, maxTrainInstances: 100, maxEvalInstances: 30 };
+    : { steps: 400, batchSize: 32, lr: 2e-3, maxTrainInstances: 100, maxEvalInstances: 30 };
 }
 
 export const BASELINE_ENCODINGS: Record<string, Partial<EncodingOptions>> = {
@@ -196,7 +196,7 @@ export const DEMO_GROUPS: { methods: string[]; run: (ctx: DemoContext, methods: 
  */
 async function instaRows(ctx: DemoContext): Promise<GroupResult> {
   const tok = loadTokenizer(ctx.modelDir);
-  const nTargets = ctx.quick ? 2 : 4;
+  const nTargets = ctx.quick ? 1 : 2;
   const targets = ctx.test.filter((t) => !/reworded|wording/i.test(t.name)).slice(0, nTargets);
   const steps = Math.max(10, Math.floor(ctx.budget.steps / 2));
   const cfg: RunConfig = {
