@@ -1,5 +1,6 @@
 // instill dio train / instill dio eval: differentiable instruction optimization (issue 8).
 import type { Command } from "commander";
+import { int, num } from "./parse.js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadSplitTasks } from "../data/index.js";
@@ -7,20 +8,6 @@ import { evaluateDio, defaultDioConfig, trainDio, validateDioConfig, type DioCon
 import { writeEvalFiles } from "../eval/evaluate.js";
 import { loadTokenizer } from "../model/tokenizer.js";
 
-function int(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n)) throw new TypeError(`${name}: expected an integer, got '${v}'`);
-    return n;
-  };
-}
-function num(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isFinite(n)) throw new TypeError(`${name}: expected a number, got '${v}'`);
-    return n;
-  };
-}
 
 interface TrainFlags {
   model: string;

@@ -1,5 +1,6 @@
 // instill train / instill eval: Tk-Instruct-style instruction tuning and evaluation.
 import type { Command } from "commander";
+import { int, num } from "./parse.js";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadSplitTasks } from "../data/index.js";
@@ -11,20 +12,6 @@ import { parseLoraSpec, resolveConfig, type RunConfig } from "../train/config.js
 import { JsonlLogger } from "../train/logger.js";
 import { train } from "../train/trainer.js";
 
-function int(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n)) throw new TypeError(`${name}: expected an integer, got '${v}'`);
-    return n;
-  };
-}
-function num(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isFinite(n)) throw new TypeError(`${name}: expected a number, got '${v}'`);
-    return n;
-  };
-}
 
 /** `--set a.b=value` (repeatable): value parsed as JSON when it parses, else kept as a string. */
 function collectSet(v: string, prev: string[] = []) {

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { loadSplitTasks, writeSuite } from "../data/index.js";
 import type { EncodingOptions, SniTask } from "../data/types.js";
-import { evaluateTasks, writeEvalFiles } from "../eval/evaluate.js";
+import { evaluateTasks, rougeLPerCategory, writeEvalFiles } from "../eval/evaluate.js";
 import { T5Model } from "../model/model.js";
 import { installTokenizer, loadTokenizer } from "../model/tokenizer.js";
 import type { T5ConfigJson } from "../model/types.js";
@@ -118,12 +118,7 @@ async function baselineRow(ctx: DemoContext, method: string): Promise<{ row: Dem
       quiet: ctx.quiet,
     });
     writeEvalFiles(join(cfg.out, "eval"), ev);
-    const perCategory: Record<string, number> = {};
-    const cats = new Set(ctx.test.map((t) => t.categories[0]));
-    for (const c of cats) {
-      const k = `rougeL_for_${c.toLowerCase().split(/\s+/).join("_")}`;
-      if (ev.metrics[k] !== undefined) perCategory[c] = ev.metrics[k];
-    }
+    const perCategory = rougeLPerCategory(ev.metrics, ctx.test);
     return {
       row: {
         method,

@@ -5,7 +5,7 @@
 // own written instructions. With { fixed: true } the same training runs without outer updates ("dio-fixed").
 import { join } from "node:path";
 import type { DemoContext } from "../demo/demo.js";
-import { writeEvalFiles } from "../eval/evaluate.js";
+import { rougeLPerCategory, writeEvalFiles } from "../eval/evaluate.js";
 import { loadTokenizer } from "../model/tokenizer.js";
 import { defaultDioConfig, evaluateDio, trainDio, type DioConfig } from "./dio.js";
 
@@ -74,11 +74,7 @@ export async function dioDemoRow(
     quiet: ctx.quiet,
   });
   writeEvalFiles(join(cfg.out, "eval"), ev);
-  const perCategory: Record<string, number> = {};
-  for (const c of new Set(ctx.test.map((t) => t.categories[0]))) {
-    const k = `rougeL_for_${c.toLowerCase().split(/\s+/).join("_")}`;
-    if (ev.metrics[k] !== undefined) perCategory[c] = ev.metrics[k];
-  }
+  const perCategory = rougeLPerCategory(ev.metrics, ctx.test);
   return {
     row: {
       method: o.fixed ? "dio-fixed" : "dio",

@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { EncodingOptions, SniTask } from "../data/types.js";
-import { rankClassificationAccuracy, scoreItemsDetailed, type RankItem, type SniResults } from "../metrics/index.js";
+import { categoryKey, rankClassificationAccuracy, scoreItemsDetailed, type RankItem, type SniResults } from "../metrics/index.js";
 import type { Batch, NativeModelHandle } from "../model/types.js";
 import { writeFileAtomic } from "../util/fs.js";
 import { buildExamples, collate, tokenizeExamples, type TokenizedExample, type TokenizerLike } from "../train/batches.js";
@@ -96,4 +96,14 @@ export function writeEvalFiles(dir: string, r: EvalResult): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "predictions.jsonl"), r.predictions.map((p) => JSON.stringify(p)).join("\n") + "\n");
   writeFileAtomic(join(dir, "metrics.json"), JSON.stringify(r.metrics, null, 2) + "\n");
+}
+
+/** ROUGE-L per category (each task's first category) from the official result keys, keyed by category name. */
+export function rougeLPerCategory(metrics: SniResults, tasks: SniTask[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const c of new Set(tasks.map((t) => t.categories[0]).filter((c): c is string => c !== undefined))) {
+    const v = metrics[`rougeL_for_${categoryKey(c)}`];
+    if (v !== undefined) out[c] = v;
+  }
+  return out;
 }
