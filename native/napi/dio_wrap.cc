@@ -1,7 +1,10 @@
 // DIO glue (issue 8): the DioNative handle (src/dio/native.ts wraps it) owns one T5 model, its learnable
 // instructions and the two optimizers of native/core/train/dio.h; plus dioBenchHypergrad() for
 // bench/hypergrad.ts. Every heavy call runs on a worker thread (TaskWorker); one call at a time per handle.
+// create() takes options.processGroup (data parallelism: inner gradients and the hypergradient's products averaged
+// over the group); saveState / loadState carry both optimizers, the RNG states and the step counter (checkpoints).
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <utility>
@@ -10,6 +13,9 @@
 #include <torch/torch.h>
 
 #include "common/errors.h"
+#include "dist/ddp_bench.h"
+#include "dist/process_group.h"
+#include "napi/dist_wrap.h"
 #include "napi/errors.h"
 #include "napi/marshal.h"
 #include "napi/modules.h"
@@ -57,6 +63,16 @@ dio::DioBatch DioBatchFromJs(const Napi::Value& v, const std::string& arg, const
   b.task_ids = OptTensor(o, "taskIds", arg);
   b.instr_ids = OptTensor(o, "instrIds", arg);
   b.instr_mask = OptTensor(o, "instrMask", arg);
+  b.demo_ids = OptTensor(o, "demoIds", arg);
+  b.demo_mask = OptTensor(o, "demoMask", arg);
+  b.demo_task_ids = OptTensor(o, "demoTaskIds", arg);
+  if (auto x = OptionalField(o, "lossScale")) {
+    b.loss_scale = RequireNumber(*x, arg + ".lossScale");
+    if (!(b.loss_scale >= 0) || !std::isfinite(b.loss_scale))
+      throw RangeError(arg + ".lossScale: expected a finite number >= 0, got " + std::to_string(b.loss_scale));
+  }
+  if ((b.demo_mask.defined() || b.demo_task_ids.defined()) && !b.demo_ids.defined())
+    throw ArgumentError(arg + ".demoIds: required with demoMask / demoTaskIds");
   return b;
 }
 
@@ -78,6 +94,9 @@ class DioWrap : public Napi::ObjectWrap<DioWrap> {
                         InstanceMethod<&DioWrap::Cancel>("cancel"), InstanceMethod<&DioWrap::Generate>("generate"),
                         InstanceMethod<&DioWrap::EvalLoss>("evalLoss"), InstanceMethod<&DioWrap::Save>("save"),
                         InstanceMethod<&DioWrap::LoadPhi>("loadPhi"), InstanceMethod<&DioWrap::Info>("info"),
+                        InstanceMethod<&DioWrap::SaveState>("saveState"),
+                        InstanceMethod<&DioWrap::LoadState>("loadState"),
+                        InstanceMethod<&DioWrap::ReadPhi>("readPhi"),
                         InstanceMethod<&DioWrap::Dispose>("dispose"), InstanceAccessor<&DioWrap::Busy>("busy")});
   }
   explicit DioWrap(const Napi::CallbackInfo& info)
@@ -116,6 +135,20 @@ class DioWrap : public Napi::ObjectWrap<DioWrap> {
       if (auto x = OptionalField(o, "unrollLr")) d.hypergrad_options.inner_lr = RequireNumber(*x, "options.unrollLr");
       if (auto x = OptionalField(o, "metaEvery")) d.meta_every = RequireInt(*x, "options.metaEvery", 0, 1 << 20);
       if (auto x = OptionalField(o, "seed")) d.seed = static_cast<uint64_t>(RequireInt(*x, "options.seed", 0, int64_t{1} << 52));
+      if (auto x = OptionalField(o, "instructionEncoding"))
+        d.instruction_encoding = RequireString(*x, "options.instructionEncoding");
+      if (auto x = OptionalField(o, "numDemonstrations"))
+        d.num_demonstrations = RequireInt(*x, "options.numDemonstrations", 0, 4096);
+      if (auto x = OptionalField(o, "gumbelTau")) d.gumbel_tau = RequireNumber(*x, "options.gumbelTau");
+      if (auto x = OptionalField(o, "processGroup")) {
+        // Data parallelism: the inner gradients and every product of the hypergradient are averaged over the group;
+        // TypeScript gives each rank its contiguous shard of every batch.
+        auto pg = ProcessGroupFromJs(*x, "options.processGroup");
+        d.grad_sync = instill::dist::make_grad_sync(pg);
+        d.reduce = [pg](std::vector<at::Tensor>& xs) { pg->allreduce_mean_(xs); };
+        d.shard_rank = pg->rank();
+        d.shard_world = pg->world_size();
+      }
       auto inner = OptionalField(o, "inner");
       auto outer = OptionalField(o, "outer");
       if (!inner || !outer) throw ArgumentError("options.inner / options.outer: optimizer options are required");
@@ -303,6 +336,36 @@ class DioWrap : public Napi::ObjectWrap<DioWrap> {
     });
   }
 
+  // saveState(path) / loadState(path): both optimizers, the RNG states and the step counter (dio.h save_state).
+  Napi::Value SaveState(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      CheckUsable("saveState");
+      std::string path = RequireString(info[0], "path");
+      auto st = st_;
+      return Run(info, "saveState", [st, path](const Reporter&) { st->trainer->save_state(path); }, nullptr, false);
+    });
+  }
+
+  Napi::Value LoadState(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      CheckUsable("loadState");
+      std::string path = RequireString(info[0], "path");
+      auto st = st_;
+      return Run(info, "loadState", [st, path](const Reporter&) { st->trainer->load_state(path); }, nullptr, false);
+    });
+  }
+
+  // readPhi() -> {name: HostTensor(float64)}: the instruction parameters (small; tests and inspection).
+  Napi::Value ReadPhi(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      CheckUsable("readPhi");
+      auto o = Napi::Object::New(info.Env());
+      for (auto& kv : st_->trainer->named_phi())
+        o.Set(kv.first, TensorToJs(info.Env(), kv.second.detach().cpu().to(at::kDouble).contiguous()));
+      return o;
+    });
+  }
+
   // info() -> {variant, promptLength, numTasks, hypergrad, steps, phiParameters, thetaParameters}
   Napi::Value Info(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
@@ -314,6 +377,8 @@ class DioWrap : public Napi::ObjectWrap<DioWrap> {
       o.Set("numTasks", static_cast<double>(t.options().num_tasks));
       o.Set("hypergrad", t.options().hypergrad);
       o.Set("steps", static_cast<double>(t.steps()));
+      o.Set("instructionEncoding", t.options().instruction_encoding);
+      o.Set("numDemonstrations", static_cast<double>(t.options().num_demonstrations));
       double np = 0, nt = 0;
       for (auto& p : t.phi()) np += static_cast<double>(p.numel());
       for (auto& p : t.theta()) nt += static_cast<double>(p.numel());

@@ -1,5 +1,7 @@
 // Runtime functions: version and build facts (instill doctor), threads, tensor marshalling checks,
 // and an asynchronous matmul benchmark (the FLOP/s every benchmark reports against).
+#include <ATen/CPUGeneratorImpl.h>
+#include <mutex>
 #include <memory>
 
 #include "common/runtime.h"
@@ -38,6 +40,18 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     instill::set_threads(static_cast<int>(RequireInt(info[0], "threads", 1, 4096)));
+    return info.Env().Undefined();
+  });
+}
+
+// manualSeed(seed): reseeds LibTorch's default CPU generator (dropout draws from it), e.g. per data-parallel rank.
+// Call it between native calls: a call running on a worker thread draws from the same generator.
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const auto seed = static_cast<uint64_t>(RequireInt(info[0], "seed", 0, int64_t{1} << 52));
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(seed);
     return info.Env().Undefined();
   });
 }
@@ -89,6 +103,7 @@ Napi::Value MatmulBench(const Napi::CallbackInfo& info) {
 void InitRuntime(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
   exports.Set("tensorRoundTrip", Napi::Function::New(env, TensorRoundTrip, "tensorRoundTrip"));
   exports.Set("matmulBench", Napi::Function::New(env, MatmulBench, "matmulBench"));

@@ -1,5 +1,6 @@
 // The TAGI handle (src/tagi/tagi.ts wraps it): a base T5 + hypernetwork (+ teachers), all math in
 // native/core/hypernet. Heavy calls run on a worker thread (TaskWorker) with the object Ref()'d; one call at a time.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -12,9 +13,11 @@
 #include <torch/torch.h>
 
 #include "common/errors.h"
+#include "dist/ddp_bench.h"
 #include "hypernet/hypernet.h"
 #include "io/checkpoint.h"
 #include "io/peft.h"
+#include "napi/dist_wrap.h"
 #include "napi/errors.h"
 #include "napi/marshal.h"
 #include "napi/modules.h"
@@ -73,6 +76,20 @@ hypernet::TagiBatch TagiBatchFromJs(const Napi::Value& v, const std::string& arg
     if (ti.numel() != B) throw RangeError(arg + ".teacherIndex: expected one entry per row");
     b.teacher_index = ti.reshape({B}).to(at::kLong);
   }
+  // Data-parallel shards: each term's share of the global batch (src/tagi/tagi.ts computes it).
+  if (auto v = OptionalField(o, "lossScale")) {
+    auto ls = RequireObject(*v, arg + ".lossScale");
+    auto one = [&](const char* k) {
+      auto f = OptionalField(ls, k);
+      if (!f) return 1.0;
+      const double x = RequireNumber(*f, arg + ".lossScale." + k);
+      if (!(x >= 0) || !std::isfinite(x)) throw RangeError(arg + ".lossScale." + k + ": must be a finite number >= 0");
+      return x;
+    };
+    b.ce_scale = one("ce");
+    b.kl_scale = one("kl");
+    b.mse_scale = one("mse");
+  }
   return b;
 }
 
@@ -128,6 +145,7 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
                         InstanceMethod<&TagiWrap::SetOptimizer>("setOptimizer"),
                         InstanceMethod<&TagiWrap::TrainSteps>("trainSteps"),
                         InstanceMethod<&TagiWrap::Generate>("generate"),
+                        InstanceMethod<&TagiWrap::ScoreOptions>("scoreOptions"),
                         InstanceMethod<&TagiWrap::WriteAdapter>("writeAdapter"),
                         InstanceMethod<&TagiWrap::Save>("save"), InstanceMethod<&TagiWrap::Cancel>("cancel"),
                         InstanceMethod<&TagiWrap::Dispose>("dispose"),
@@ -262,7 +280,8 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
     });
   }
 
-  // trainSteps(batches, {onProgress?}) -> Promise<{losses, gradNorms, lrs, ce, kl, mse, tokens, seconds, step, cancelled}>
+  // trainSteps(batches, {onProgress?, processGroup?}) -> Promise<{losses, gradNorms, lrs, ce, kl, mse, tokens, seconds,
+  // step, cancelled}>. With a process group, gradients are averaged over the ranks before clipping (as T5Model's).
   Napi::Value TrainSteps(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
       CheckUsable("trainSteps");
@@ -274,12 +293,19 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
       for (uint32_t i = 0; i < arr.Length(); ++i)
         batches->push_back(TagiBatchFromJs(arr.Get(i), "batches[" + std::to_string(i) + "]", st_->tagi.model->config(), true));
       std::optional<Napi::Function> cb;
-      if (info.Length() > 1 && !info[1].IsUndefined()) cb = OptionalFunction(RequireObject(info[1], "options"), "onProgress", "options");
+      std::shared_ptr<train::GradSync> sync;
+      if (info.Length() > 1 && !info[1].IsUndefined()) {
+        auto opts = RequireObject(info[1], "options");
+        cb = OptionalFunction(opts, "onProgress", "options");
+        if (auto pgv = OptionalField(opts, "processGroup"))
+          sync = std::make_shared<train::GradSync>(
+              instill::dist::make_grad_sync(ProcessGroupFromJs(*pgv, "options.processGroup")));
+      }
       cancel_->store(false);
       auto st = st_;
       auto res = std::make_shared<hypernet::TagiStepsResult>();
       return Run(info, "trainSteps",
-                 [st, batches, res](const Reporter& report) {
+                 [st, batches, res, sync](const Reporter& report) {
                    st->tagi.hypernet->train();
                    if (st->train_base) st->tagi.model->train();
                    try {
@@ -292,7 +318,7 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
                                     {"loss", p.loss}, {"gradNorm", p.grad_norm}, {"lr", p.lr},
                                     {"seconds", p.seconds}}, ""});
                          },
-                         report.cancel_flag());
+                         report.cancel_flag(), sync.get());
                    } catch (...) {
                      st->tagi.model->eval();
                      st->tagi.hypernet->eval();
@@ -344,6 +370,73 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
                      auto r = Napi::Array::New(env, (*out)[i].size());
                      for (size_t j = 0; j < (*out)[i].size(); ++j) r.Set(static_cast<uint32_t>(j), static_cast<double>((*out)[i][j]));
                      a.Set(static_cast<uint32_t>(i), r);
+                   }
+                   return a;
+                 },
+                 false);
+    });
+  }
+
+  // scoreOptions(batch{inputIds, attentionMask, instrIds, instrMask}, options: number[][][]) -> Promise<number[][]>:
+  // summed log-likelihood of each option under the example's generated adapter (+ fusion), as T5Model.scoreOptions.
+  Napi::Value ScoreOptions(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      CheckUsable("scoreOptions");
+      const auto& cfg = st_->tagi.model->config();
+      auto b = std::make_shared<hypernet::TagiBatch>(TagiBatchFromJs(info[0], "batch", cfg, false));
+      const int64_t B = b->student.input_ids.size(0);
+      if (!info[1].IsArray() || info[1].As<Napi::Array>().Length() != static_cast<uint32_t>(B))
+        throw ArgumentError("options: expected one array of options per example (" + std::to_string(B) + ")");
+      auto outer = info[1].As<Napi::Array>();
+      std::vector<std::vector<std::vector<int64_t>>> opts(static_cast<size_t>(B));
+      int64_t K = 0, T = 1;
+      for (int64_t e = 0; e < B; ++e) {
+        const std::string arg = "options[" + std::to_string(e) + "]";
+        Napi::Value ov = outer.Get(static_cast<uint32_t>(e));
+        if (!ov.IsArray() || ov.As<Napi::Array>().Length() == 0)
+          throw ArgumentError(arg + ": expected a non-empty array of token-id lists");
+        auto oa = ov.As<Napi::Array>();
+        for (uint32_t k = 0; k < oa.Length(); ++k) {
+          const std::string ak = arg + "[" + std::to_string(k) + "]";
+          auto ids = RequireIntArray(oa.Get(k), ak);
+          if (ids.empty()) throw ArgumentError(ak + ": an option needs at least one token");
+          for (auto id : ids)
+            if (id < 0 || id >= cfg.vocab_size)
+              throw RangeError(ak + ": id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                               std::to_string(cfg.vocab_size) + ")");
+          T = std::max<int64_t>(T, static_cast<int64_t>(ids.size()));
+          opts[static_cast<size_t>(e)].push_back(std::move(ids));
+        }
+        K = std::max<int64_t>(K, static_cast<int64_t>(oa.Length()));
+      }
+      // Examples with fewer options than K get all-padding rows (score 0), dropped again below.
+      at::Tensor options = at::full({B, K, T}, -100, at::kLong);
+      auto acc = options.accessor<int64_t, 3>();
+      std::vector<size_t> counts;
+      for (int64_t e = 0; e < B; ++e) {
+        const auto& oe = opts[static_cast<size_t>(e)];
+        counts.push_back(oe.size());
+        for (size_t k = 0; k < oe.size(); ++k)
+          for (size_t t = 0; t < oe[k].size(); ++t) acc[e][static_cast<int64_t>(k)][static_cast<int64_t>(t)] = oe[k][t];
+      }
+      auto st = st_;
+      auto sums = std::make_shared<at::Tensor>();
+      return Run(info, "scoreOptions",
+                 [st, b, options, sums](const Reporter&) {
+                   *sums = st->tagi
+                               .score_options(b->student.input_ids, b->student.attention_mask, b->instr_ids,
+                                              b->instr_mask, options)
+                               .sum.to(at::kCPU, at::kDouble)
+                               .contiguous();
+                 },
+                 [sums, counts](Napi::Env env) -> Napi::Value {
+                   auto a = Napi::Array::New(env, counts.size());
+                   auto sa = sums->accessor<double, 2>();
+                   for (size_t e = 0; e < counts.size(); ++e) {
+                     auto row = Napi::Array::New(env, counts[e]);
+                     for (size_t k = 0; k < counts[e]; ++k)
+                       row.Set(static_cast<uint32_t>(k), sa[static_cast<int64_t>(e)][static_cast<int64_t>(k)]);
+                     a.Set(static_cast<uint32_t>(e), row);
                    }
                    return a;
                  },

@@ -14,6 +14,7 @@ import { registerModel } from "./model.js";
 import { registerGenerate } from "./generate.js";
 import { registerDio } from "./dio.js";
 import { registerTagi } from "./tagi.js";
+import { registerTagiAblate } from "./tagi-ablate.js";
 import { setThreads } from "../native/binding.js";
 
 export function buildProgram(): Command {
@@ -48,6 +49,7 @@ export function buildProgram(): Command {
   registerGenerate(program);
   registerDio(program);
   registerTagi(program);
+  registerTagiAblate(program);
   return program;
 }
 

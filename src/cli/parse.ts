@@ -15,3 +15,25 @@ export function num(name: string) {
     return n;
   };
 }
+
+/** Sets obj[a][b][c] = value for path "a.b.c", creating the objects on the way. */
+export function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split(".");
+  let o = obj;
+  for (const k of keys.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
+  o[keys[keys.length - 1]] = value;
+}
+
+/** `--set key.path=value`: the value as JSON when it parses, else the plain string. */
+export function parseSet(s: string): [string, unknown] {
+  const i = s.indexOf("=");
+  if (i <= 0) throw new TypeError(`--set: expected key=value, got '${s}'`);
+  const raw = s.slice(i + 1);
+  let v: unknown = raw;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    /* a plain string */
+  }
+  return [s.slice(0, i), v];
+}

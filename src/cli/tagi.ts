@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadSplitTasks } from "../data/index.js";
 import { readSniTask } from "../data/sni.js";
+import { initProcessGroup, isWriter, type ProcessGroup } from "../dist/index.js";
 import { writeEvalFiles } from "../eval/evaluate.js";
 import { loadTokenizer } from "../model/tokenizer.js";
 import { parseLoraSpec, resolveConfig } from "../train/config.js";
@@ -88,6 +89,22 @@ function baseOf(tagiDir: string, model: string): string {
 }
 
 async function runStage(f: Flags, stage: "pretrain" | "train"): Promise<void> {
+  // Data parallelism (instill launch / torchrun variables): every rank trains on its shard of each global batch,
+  // gradients are averaged natively, rank 0 alone writes the log, the weights and tagi.json.
+  const pg = await initProcessGroup();
+  try {
+    const world = pg?.worldSize ?? 1;
+    if (f.batchSize % world !== 0)
+      throw new RangeError(`--batch-size ${f.batchSize} must be a multiple of the number of workers (${world}): each takes an equal share of every batch`);
+    await runStageOn(f, stage, pg);
+  } finally {
+    pg?.dispose();
+  }
+}
+
+async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGroup | undefined): Promise<void> {
+  const writer = isWriter(pg);
+  const world = pg?.worldSize ?? 1;
   const tok = loadTokenizer(f.model);
   const split = splitTasks(f);
   if (split.train.length === 0) throw new Error(`${f.data}: no training tasks`);
@@ -105,6 +122,7 @@ async function runStage(f: Flags, stage: "pretrain" | "train"): Promise<void> {
   }
   const useTeachers = teachers.length > 0 && (f.kl || f.mse);
   if (!useTeachers) teachers = [];
+  // The same seed on every rank: the same hypernetwork init (and the same batches below).
   const tagi = await Tagi.load(f.model, {
     hypernet: hyperOpts(f),
     hypernetPath: f.hypernet,
@@ -118,7 +136,6 @@ async function runStage(f: Flags, stage: "pretrain" | "train"): Promise<void> {
         ? pretrainExamples(split.train, tok, DATA, f.seed)
         : tagiExamples(split.train, tok, DATA, { seed: f.seed, training: true, teacherIndex: useTeachers ? (n) => index.get(n) ?? -1 : undefined });
     const loss = stage === "pretrain" ? { ...DEFAULT_LOSS, ce: 1, kl: 0, mse: 0 } : { ...DEFAULT_LOSS, kl: f.kl && useTeachers ? DEFAULT_LOSS.kl : 0, mse: f.mse && useTeachers ? DEFAULT_LOSS.mse : 0, ce: useTeachers && f.kl ? DEFAULT_LOSS.ce : 1 };
-    const log = new JsonlLogger(join(f.out, "metrics.jsonl"));
     const r = await tagi.trainStage(examples, tok, {
       steps: f.steps,
       batchSize: f.batchSize,
@@ -126,15 +143,27 @@ async function runStage(f: Flags, stage: "pretrain" | "train"): Promise<void> {
       optimizer: stage === "pretrain" ? "adafactor" : "adamw",
       seed: f.seed,
       loss,
+      processGroup: pg,
       onProgress: (s, n, l) => {
-        if (!f.quiet) process.stderr.write(`\r${stage} ${s}/${n} loss ${l.toFixed(4)}`);
+        if (!f.quiet && writer) process.stderr.write(`\r${stage} ${s}/${n} loss ${l.toFixed(4)}`);
       },
     });
-    if (!f.quiet) process.stderr.write("\n");
-    r.losses.forEach((l, i) => log.log({ step: i + 1, loss: l, ce: r.ce[i], kl: r.kl[i], mse: r.mse[i] }));
-    await tagi.save(f.out);
-    writeFileAtomic(join(f.out, "tagi.json"), JSON.stringify({ stage, model: f.model, loss, teachers, info: tagi.native.info(), steps: r.steps, seconds: r.seconds }, null, 2));
-    process.stdout.write(`${stage}: ${r.steps} steps in ${r.seconds.toFixed(1)} s, loss ${r.losses[0]?.toFixed(4)} -> ${r.losses[r.losses.length - 1]?.toFixed(4)}; wrote ${f.out}\n`);
+    if (writer) {
+      if (!f.quiet) process.stderr.write("\n");
+      const log = new JsonlLogger(join(f.out, "metrics.jsonl"));
+      const ws = world > 1 ? { world_size: world } : {};
+      r.losses.forEach((l, i) => log.log({ step: i + 1, loss: l, ce: r.ce[i], kl: r.kl[i], mse: r.mse[i], ...ws }));
+      await tagi.save(f.out);
+      writeFileAtomic(
+        join(f.out, "tagi.json"),
+        JSON.stringify({ stage, model: f.model, loss, teachers, info: tagi.native.info(), steps: r.steps, seconds: r.seconds, worldSize: world }, null, 2),
+      );
+      process.stdout.write(
+        `${stage}: ${r.steps} steps in ${r.seconds.toFixed(1)} s${world > 1 ? ` on ${world} workers` : ""}, loss ${r.losses[0]?.toFixed(4)} -> ${r.losses[r.losses.length - 1]?.toFixed(4)}; wrote ${f.out}\n`,
+      );
+    }
+    // No rank leaves (and no later command reads the folder) before rank 0 has written it.
+    await pg?.barrier();
   } finally {
     tagi.dispose();
   }
@@ -166,7 +195,7 @@ export function registerTagi(program: Command): void {
     .option("--no-mse", "drop the parameter MSE term")
     .action((f: Flags) => runStage(f, "train"));
 
-  common(tagi.command("eval").description("evaluate TAGI on the split's test tasks (ROUGE-L, exact match)"))
+  common(tagi.command("eval").description("evaluate TAGI on the split's test tasks (ROUGE-L, exact match, rank accuracy)"))
     .requiredOption("--tagi <dir>", "output of 'instill tagi train'")
     .option("--out <dir>", "where to write predictions.jsonl and metrics.json")
     .action(async (f: Flags & { tagi: string }) => {
@@ -176,7 +205,9 @@ export function registerTagi(program: Command): void {
       try {
         const ev = await t.evaluate(split.test, tok, { ...DATA, batchSize: 16, maxNewTokens: 32, seed: f.seed, quiet: f.quiet });
         if (f.out) writeEvalFiles(f.out, ev);
-        process.stdout.write(JSON.stringify({ rougeL: ev.metrics.rougeL, exact_match: ev.metrics.exact_match, rouge1: ev.metrics.rouge1, num_examples: ev.metrics.num_examples }) + "\n");
+        const m = ev.metrics;
+        const rank = m.rank_accuracy !== undefined ? { rank_accuracy: m.rank_accuracy } : {};
+        process.stdout.write(JSON.stringify({ rougeL: m.rougeL, exact_match: m.exact_match, rouge1: m.rouge1, ...rank, num_examples: m.num_examples }) + "\n");
       } finally {
         t.dispose();
       }

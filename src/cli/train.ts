@@ -1,6 +1,6 @@
 // instill train / instill eval: Tk-Instruct-style instruction tuning and evaluation.
 import type { Command } from "commander";
-import { int, num } from "./parse.js";
+import { int, num, parseSet, setPath } from "./parse.js";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadSplitTasks } from "../data/index.js";
@@ -16,26 +16,6 @@ import { train } from "../train/trainer.js";
 /** `--set a.b=value` (repeatable): value parsed as JSON when it parses, else kept as a string. */
 function collectSet(v: string, prev: string[] = []) {
   return [...prev, v];
-}
-
-function setPath(obj: Record<string, unknown>, path: string, value: unknown) {
-  const keys = path.split(".");
-  let o = obj;
-  for (const k of keys.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
-  o[keys[keys.length - 1]] = value;
-}
-
-function parseSet(s: string): [string, unknown] {
-  const i = s.indexOf("=");
-  if (i <= 0) throw new TypeError(`--set: expected key=value, got '${s}'`);
-  const raw = s.slice(i + 1);
-  let v: unknown = raw;
-  try {
-    v = JSON.parse(raw);
-  } catch {
-    /* a plain string */
-  }
-  return [s.slice(0, i), v];
 }
 
 export interface CommonFlags {

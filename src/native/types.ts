@@ -234,6 +234,8 @@ export interface Addon {
   runtimeInfo(): RuntimeInfo;
   setThreads(n: number): void;
   getThreads(): number;
+  /** Reseeds LibTorch's default CPU generator (dropout); call between native calls. */
+  manualSeed(seed: number): void;
   tensorRoundTrip<D extends Dtype>(t: HostTensor<D>): Required<HostTensor<D>>;
   matmulBench(options: {
     n?: number;
@@ -292,6 +294,14 @@ export interface DioNativeOptions {
   /** Outer update every metaEvery inner steps; 0 = never (fixed instructions). */
   metaEvery?: number;
   seed?: number;
+  /** Embedder variant: what the map reads, the token embeddings or the encoder states of the written instruction. */
+  instructionEncoding?: "embeddings" | "encoder";
+  /** Demonstration selection: m candidates per training task with learnable logits (0 = off). */
+  numDemonstrations?: number;
+  /** Gumbel-softmax temperature of the demonstration sampling. */
+  gumbelTau?: number;
+  /** Data parallelism: inner gradients and the hypergradient's products averaged over the group. */
+  processGroup?: NativeProcessGroup;
   inner: DioOptimizerOptions;
   outer: DioOptimizerOptions;
 }
@@ -304,6 +314,12 @@ export interface DioBatchHost {
   taskIds?: HostTensor;
   instrIds?: HostTensor;
   instrMask?: HostTensor;
+  /** Candidate demonstrations [B, m, Ld] (token ids), their mask, and the logits row per example (-1 = candidate 0). */
+  demoIds?: HostTensor;
+  demoMask?: HostTensor;
+  demoTaskIds?: HostTensor;
+  /** Multiplies the mean token loss (data parallelism: shard tokens * world / global tokens). */
+  lossScale?: number;
 }
 
 export interface DioStepsResult {
@@ -325,7 +341,22 @@ export interface NativeDio {
   evalLoss(batches: DioBatchHost[]): Promise<number[]>;
   save(dir: string): Promise<void>;
   loadPhi(path: string): Promise<void>;
-  info(): { variant: string; promptLength: number; numTasks: number; hypergrad: string; steps: number; phiParameters: number; thetaParameters: number };
+  /** Both optimizers, RNG states and the step counter (native/core/train/dio.h save_state). */
+  saveState(path: string): Promise<void>;
+  loadState(path: string): Promise<void>;
+  /** The instruction parameters by name (float64 copies). */
+  readPhi(): Record<string, HostTensor<"float64">>;
+  info(): {
+    variant: string;
+    promptLength: number;
+    numTasks: number;
+    hypergrad: string;
+    steps: number;
+    instructionEncoding: string;
+    numDemonstrations: number;
+    phiParameters: number;
+    thetaParameters: number;
+  };
   dispose(): void;
   readonly busy: boolean;
 }
@@ -398,6 +429,12 @@ export interface TagiBatchHost {
   teacherAttentionMask?: HostTensor;
   /** [B] int32, -1 = no teacher for the row. */
   teacherIndex?: HostTensor;
+  /**
+   * Data-parallel shard of a global batch: each term's share, local count * world size / global count (CE and KL:
+   * labelled tokens, KL only of rows with a teacher; MSE: rows with a teacher). The mean over ranks of the scaled
+   * terms is then the global batch's term. Default 1 each.
+   */
+  lossScale?: { ce?: number; kl?: number; mse?: number };
 }
 
 export interface TagiStepsResult {
@@ -430,8 +467,11 @@ export interface NativeTagi {
   info(): TagiInfo;
   setLoss(loss: { ce?: number; kl?: number; temperature?: number; mse?: number }): void;
   setOptimizer(options: { name?: "adamw" | "adafactor"; lr?: number; totalSteps?: number; weightDecay?: number; schedule?: "linear" | "constant"; warmupSteps?: number; clipNorm?: number; gradAccumulation?: number; scaleParameter?: boolean }): void;
-  trainSteps(batches: TagiBatchHost[], options?: { onProgress?: (e: ProgressEvent) => void }): Promise<TagiStepsResult>;
+  /** With `processGroup`, gradients are averaged over its ranks each step; losses and terms stay this rank's. */
+  trainSteps(batches: TagiBatchHost[], options?: { onProgress?: (e: ProgressEvent) => void; processGroup?: NativeProcessGroup }): Promise<TagiStepsResult>;
   generate(batch: TagiBatchHost, options?: { maxNewTokens?: number; numBeams?: number }): Promise<number[][]>;
+  /** Summed log-likelihood of each option (token ids, EOS included) under the example's generated adapter. */
+  scoreOptions(batch: TagiBatchHost, options: number[][][]): Promise<number[][]>;
   writeAdapter(instrIds: HostTensor, dir: string, options?: { baseModel?: string }): Promise<{ modules: number; seconds: number }>;
   save(dir: string): Promise<void>;
   cancel(): void;

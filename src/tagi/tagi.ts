@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { encodeTkInstruct } from "../data/index.js";
+import { shardItems, type ProcessGroup } from "../dist/index.js";
 import type { EncodingOptions, SniTask } from "../data/types.js";
 import { evaluateTasks, type EvalResult } from "../eval/evaluate.js";
 import type { NativeModelHandle } from "../model/types.js";
@@ -114,6 +115,22 @@ function pad2(rows: number[][], padValue: number): { ids: HostTensor; mask: Host
   return { ids: { data: ids, shape: [B, L], dtype: "int32" }, mask: { data: mask, shape: [B, L], dtype: "int32" } };
 }
 
+/**
+ * One rank's share of each loss term for its shard of a global batch (see TagiBatchHost.lossScale): CE and KL are
+ * token means (KL over rows with a teacher), MSE a mean over rows with a teacher, so a shard with more of the unit
+ * weighs more. A term the global batch lacks gets 0.
+ */
+export function shardLossScale(shard: TagiExample[], global: TagiExample[], world: number): { ce: number; kl: number; mse: number } {
+  const tokens = (xs: TagiExample[]) => xs.reduce((n, e) => n + e.tgt.length, 0);
+  const taught = (xs: TagiExample[]) => xs.filter((e) => e.teacher >= 0);
+  const share = (local: number, all: number) => (all > 0 ? (local * world) / all : 0);
+  return {
+    ce: share(tokens(shard), tokens(global)),
+    kl: share(tokens(taught(shard)), tokens(taught(global))),
+    mse: share(taught(shard).length, taught(global).length),
+  };
+}
+
 /** Right-padded TAGI batch (labels -100 after each target). */
 export function collateTagi(exs: TagiExample[], padId: number, withLabels = true): TagiBatchHost {
   const s = pad2(exs.map((e) => e.src), padId);
@@ -154,6 +171,12 @@ export interface StageOptions {
   stepsPerCall?: number;
   loss?: TagiLossWeights;
   onProgress?: (step: number, total: number, loss: number) => void;
+  /**
+   * Data parallelism (instill launch): every rank draws the same global batches (same seed) and trains on its
+   * shard; gradients are averaged natively, so the updates, and the returned (rank-averaged) losses, are those of
+   * one process on the global batch.
+   */
+  processGroup?: ProcessGroup;
 }
 
 export interface StageResult {
@@ -163,6 +186,22 @@ export interface StageResult {
   kl: (number | null)[];
   mse: (number | null)[];
   seconds: number;
+}
+
+/**
+ * Replaces a call's per-rank losses and terms by their means over the ranks (in place). Each rank's terms are its
+ * shard's share (lossScale), so the mean is the global batch's value; a term no rank had stays null.
+ */
+async function averageOverRanks(pg: ProcessGroup, r: TagiStepsResult): Promise<void> {
+  const n = r.losses.length;
+  const terms = [r.ce, r.kl, r.mse];
+  const flat = [...r.losses, ...terms.flatMap((t) => t.map((x) => x ?? 0)), ...terms.flatMap((t) => t.map((x) => (x === null ? 0 : 1)))];
+  const m = await pg.allreduceMeanScalars(flat);
+  r.losses = m.slice(0, n);
+  const [ce, kl, mse] = terms.map((_, k) => Array.from({ length: n }, (_, i) => (m[n + 3 * n + k * n + i] > 0 ? m[n + k * n + i] : null)));
+  r.ce = ce;
+  r.kl = kl;
+  r.mse = mse;
 }
 
 export class Tagi {
@@ -178,6 +217,10 @@ export class Tagi {
   /** Runs `o.steps` optimizer steps over `examples` (shuffled per epoch, batches mix tasks). */
   async trainStage(examples: TagiExample[], tok: TokenizerLike, o: StageOptions): Promise<StageResult> {
     if (examples.length === 0) throw new RangeError("TAGI: no training examples");
+    const pg = o.processGroup;
+    const world = pg?.worldSize ?? 1;
+    const rank = pg?.rank ?? 0;
+    if (o.batchSize % world !== 0) throw new RangeError(`batchSize ${o.batchSize} must be a multiple of the world size ${world}`);
     const loss = o.loss ?? DEFAULT_LOSS;
     this.native.setLoss(loss);
     this.native.setOptimizer({
@@ -208,8 +251,14 @@ export class Tagi {
     const t0 = Date.now();
     while (res.steps < o.steps) {
       const n = Math.min(per, o.steps - res.steps);
-      const batches = Array.from({ length: n }, () => collateTagi(next(), tok.padId));
-      const r: TagiStepsResult = await this.native.trainSteps(batches);
+      const batches = Array.from({ length: n }, () => {
+        const global = next();
+        if (world === 1) return collateTagi(global, tok.padId);
+        const shard = shardItems(global, rank, world);
+        return { ...collateTagi(shard, tok.padId), lossScale: shardLossScale(shard, global, world) };
+      });
+      const r: TagiStepsResult = await this.native.trainSteps(batches, pg ? { processGroup: pg } : {});
+      if (pg) await averageOverRanks(pg, r);
       res.losses.push(...r.losses);
       res.ce.push(...r.ce);
       res.kl.push(...r.kl);
@@ -222,18 +271,23 @@ export class Tagi {
     return res;
   }
 
-  /** Evaluates on `tasks` (ROUGE-L, exact match): each example's adapter comes from its task's instruction. */
+  /**
+   * Evaluates on `tasks` (ROUGE-L, exact match; rank accuracy where tasks have answer options): each example's
+   * adapter comes from its task's instruction, for generation and for option scoring alike.
+   */
   async evaluate(
     tasks: SniTask[],
     tok: TokenizerLike,
     o: TagiDataOptions & { batchSize: number; maxNewTokens: number; seed: number; quiet?: boolean },
   ): Promise<EvalResult> {
     const byTask = new Map(tasks.map((t) => [t.name, clip(tok.encode(taskInstruction(t), { addEos: true }), o.maxInstructionLength, tok.eosId)]));
-    // Rank classification needs option scoring under generated adapters, which is not implemented: drop options.
-    const plain = tasks.map((t) => ({ ...t, answerChoices: undefined, instances: t.instances.map((i) => ({ ...i, answerChoices: undefined })) }));
     const enc: EncodingOptions = { ...NO_INSTRUCTION, maxSourceLength: o.maxSourceLength };
     const unusedModel = undefined as unknown as NativeModelHandle; // every call goes through `generate` below
-    return evaluateTasks(unusedModel, tok, plain, {
+    const withInstructions = (batch: { inputIds: HostTensor; attentionMask: HostTensor }, exs: { task: string }[]): TagiBatchHost => {
+      const ins = pad2(exs.map((e) => byTask.get(e.task)!), tok.padId);
+      return { inputIds: batch.inputIds, attentionMask: batch.attentionMask, instrIds: ins.ids, instrMask: ins.mask };
+    };
+    return evaluateTasks(unusedModel, tok, tasks, {
       encoding: enc,
       maxTargetLength: o.maxTargetLength,
       batchSize: o.batchSize,
@@ -241,13 +295,8 @@ export class Tagi {
       numBeams: 1,
       seed: o.seed,
       quiet: o.quiet,
-      generate: async (batch, exs) => {
-        const ins = pad2(exs.map((e) => byTask.get(e.task)!), tok.padId);
-        return this.native.generate(
-          { inputIds: batch.inputIds, attentionMask: batch.attentionMask, instrIds: ins.ids, instrMask: ins.mask },
-          { maxNewTokens: o.maxNewTokens },
-        );
-      },
+      generate: (batch, exs) => this.native.generate(withInstructions(batch, exs), { maxNewTokens: o.maxNewTokens }),
+      scoreOptions: (batch, options, exs) => this.native.scoreOptions(withInstructions(batch, exs), options),
     });
   }
 

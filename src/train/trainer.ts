@@ -9,6 +9,7 @@ import { T5Model } from "../model/model.js";
 import { installTokenizer, loadTokenizer } from "../model/tokenizer.js";
 import type { NativeModelHandle } from "../model/types.js";
 import { writeFileAtomic } from "../util/fs.js";
+import { loadAddon } from "../native/binding.js";
 import { initProcessGroup, isWriter, shardItems, type ProcessGroup } from "../dist/index.js";
 import { BatchSchedule, batchTokens, buildExamples, collate, tokenizeExamples, type TokenizerLike } from "./batches.js";
 import { CheckpointManager } from "./checkpoint.js";
@@ -106,6 +107,13 @@ export async function trainOnTasks(
     model.setOptimizer({ ...cfg.optimizer, totalSteps: total });
   }
 
+  // Dropout: every rank would draw the same masks from the same seed (and a resumed group would all restore rank
+  // 0's saved generator state), so ranks > 0 reseed from (seed, rank, step). Weights stay identical: they come
+  // from the checkpoint or from seeded LoRA init. Rank 0 keeps the single-process stream, so a world-size-1 resume
+  // of a group's checkpoint continues it bitwise; a group's other ranks resume with fresh streams.
+  if (world > 1 && rank > 0) loadAddon().manualSeed((cfg.seed + 1_000_003 * rank + step) % 2 ** 52);
+  const killAt = testKillStep(rank);
+
   let interrupted = false;
   const onSigint = () => {
     interrupted = true;
@@ -149,6 +157,7 @@ export async function trainOnTasks(
         interrupted = true;
         break;
       }
+      if (step >= killAt) process.kill(process.pid, "SIGKILL"); // tests: a worker dying mid-run
     }
   } finally {
     progress.stop();
@@ -171,6 +180,13 @@ export async function trainOnTasks(
   await pg?.barrier();
   model.dispose();
   return result;
+}
+
+/** INSTILL_TEST_KILL_AT_STEP="<rank>:<step>" (tests only): that rank kills itself once it has done `step` steps. */
+function testKillStep(rank: number): number {
+  const v = process.env.INSTILL_TEST_KILL_AT_STEP;
+  const m = v ? /^(\d+):(\d+)$/.exec(v) : null;
+  return m && Number(m[1]) === rank ? Number(m[2]) : Infinity;
 }
 
 /** `instill train`: the split's training tasks, or one LoRA per task with cfg.perTask. */

@@ -5,10 +5,8 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeSuite } from "../../src/data/index.js";
-import { T5Model } from "../../src/model/model.js";
-import { installTokenizer, loadTokenizer } from "../../src/model/tokenizer.js";
 import { cliPath } from "../helpers/native.js";
+import { writeTinySuiteModel } from "../helpers/tiny.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "instill-cli-dio-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -19,21 +17,7 @@ function run(args: string[]) {
   return spawnSync(process.execPath, [cliPath, ...args], { encoding: "utf8" });
 }
 
-beforeAll(async () => {
-  writeSuite(data, 5);
-  installTokenizer(data, model);
-  const tok = loadTokenizer(model);
-  const m = await T5Model.init(
-    {
-      d_model: 32, d_kv: 8, d_ff: 64, num_heads: 4, num_layers: 1, num_decoder_layers: 1, relative_attention_num_buckets: 8,
-      relative_attention_max_distance: 32, layer_norm_epsilon: 1e-6, feed_forward_proj: "gated-gelu", tie_word_embeddings: false,
-      vocab_size: tok.vocabSize, pad_token_id: 0, eos_token_id: 1, decoder_start_token_id: 0, dropout_rate: 0, model_type: "t5",
-    },
-    { seed: 2 },
-  );
-  await m.save(model);
-  m.dispose();
-});
+beforeAll(() => writeTinySuiteModel(data, model, { suiteSeed: 5, modelSeed: 2 }));
 
 describe("instill dio", () => {
   it("dio train --hypergrad neumann:3 then dio eval", () => {

@@ -1,28 +1,24 @@
 // Data-parallel `instill train` through `instill launch`: 2 workers with a global batch of 4 take the same steps,
 // on the same examples, as 1 worker; rank 0 alone writes the checkpoint and the log.
 import { describe, expect, it } from "vitest";
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cliPath } from "../helpers/native.js";
+import { runCli, synthDataAndModel } from "../helpers/tiny.js";
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}) {
-  return spawnSync(process.execPath, [cliPath, ...args], { encoding: "utf8", timeout: 300_000, env: { ...process.env, INSTILL_THREADS: "1", ...env } });
-}
+const run = runCli;
 
 const losses = (dir: string) =>
   readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => typeof r.loss === "number").map((r) => r.loss as number);
 
+function setup(dropout = 0.0) {
+  const root = mkdtempSync(join(tmpdir(), "instill-ddp-"));
+  return { root, ...synthDataAndModel(root, { dropout }) };
+}
+
 describe("instill launch -- train (Gloo on loopback)", () => {
   it("2 workers follow the single-process loss curve and rank 0 writes the checkpoint", () => {
-    const root = mkdtempSync(join(tmpdir(), "instill-ddp-"));
-    const data = join(root, "data");
-    const model = join(root, "model");
-    expect(run(["data", "synth", "--out", data, "--seed", "5"]).status).toBe(0);
-    const cfg = { d_model: 32, d_kv: 8, d_ff: 64, num_heads: 4, num_layers: 1, num_decoder_layers: 1, relative_attention_num_buckets: 8, relative_attention_max_distance: 32, layer_norm_epsilon: 1e-6, feed_forward_proj: "gated-gelu", tie_word_embeddings: true, pad_token_id: 0, eos_token_id: 1, decoder_start_token_id: 0, dropout_rate: 0.0 };
-    writeFileSync(join(root, "config.json"), JSON.stringify(cfg));
-    expect(run(["model", "init", "--config", join(root, "config.json"), "--tokenizer", data, "--out", model, "--seed", "1"]).status).toBe(0);
+    const { root, data, model } = setup();
     // Equal shard sizes and identical lengths per shard are not guaranteed, so compare with a tolerance that a
     // wrong averaging (sum instead of mean, or no all-reduce) would exceed by far.
     const args = ["--model", model, "--data", data, "--steps", "3", "--batch-size", "4", "--max-train-instances", "2", "--max-source-length", "64", "--lr", "0.003", "--set", "logEvery=1", "--set", "optimizer.clipNorm=0", "-q"];
@@ -38,5 +34,27 @@ describe("instill launch -- train (Gloo on loopback)", () => {
     expect(Math.abs(l2[0] - l1[0])).toBeLessThan(0.05); // same initial parameters, same examples
     expect(existsSync(join(two, "model", "model.safetensors"))).toBe(true);
     expect(existsSync(join(two, "checkpoints", "step-0000003", "trainer_state.json"))).toBe(true);
+  });
+
+  it("a worker killed mid-run fails the job within seconds naming the rank; the last checkpoint is intact and resumes", () => {
+    const { root, data, model } = setup(0.1);
+    const out = join(root, "run");
+    const args = ["train", "--model", model, "--data", data, "--out", out, "--steps", "8", "--batch-size", "4", "--max-train-instances", "2", "--max-source-length", "64", "--set", "checkpointEvery=2", "--set", "stepsPerCall=1", "--set", "keepCheckpoints=3", "-q"];
+    // Rank 1 SIGKILLs itself after step 5: rank 0 is then waiting in step 6's all-reduce, which can never finish.
+    const a = run(["launch", "--nproc", "2", "--", ...args], { INSTILL_TEST_KILL_AT_STEP: "1:5", INSTILL_DIST_TIMEOUT: "120" });
+    const ended = Date.now();
+    expect(a.status, a.stdout + a.stderr).not.toBe(0);
+    expect(a.stderr).toMatch(/rank 1 .*(SIGKILL|code)/);
+    const ckpts = join(out, "checkpoints");
+    const step4 = join(ckpts, "step-0000004");
+    expect(readdirSync(ckpts).sort()).toEqual(["step-0000002", "step-0000004"]); // no step 6, no temp folder left
+    expect(ended - statSync(join(step4, "trainer_state.json")).mtimeMs).toBeLessThan(15_000);
+    // Resume with a different world size (1 process): continues at step 4 and finishes.
+    const b = run([...args, "--resume"]);
+    expect(b.status, b.stderr).toBe(0);
+    const log = readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(log.find((r) => r.event === "resumed")?.step).toBe(4);
+    expect(log.filter((r) => typeof r.loss === "number").map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(existsSync(join(out, "model", "model.safetensors"))).toBe(true);
   });
 });

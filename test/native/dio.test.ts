@@ -1,37 +1,24 @@
 // DIO through the addon (native/napi/dio_wrap.cc + src/dio/dio.ts): the native handle validates its arguments,
 // bilevel steps update the instructions (and fixed mode does not), trainDio + evaluateDio run end to end on the
 // embedded suite for both variants, and the hypergradient benchmark entry returns its figures.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadSplitTasks, writeSuite } from "../../src/data/index.js";
-import { defaultDioConfig, dioBatch, evaluateDio, metaSplit, trainDio, type DioConfig } from "../../src/dio/dio.js";
-import { T5Model } from "../../src/model/model.js";
-import { installTokenizer, loadTokenizer } from "../../src/model/tokenizer.js";
+import { loadSplitTasks } from "../../src/data/index.js";
+import { defaultDioConfig, demonstrationIds, dioBatch, evaluateDio, metaSplit, resolveDioConfig, trainDio, type DioConfig } from "../../src/dio/dio.js";
+import { readSafetensors } from "../../src/model/checkpoint.js";
+import { loadTokenizer } from "../../src/model/tokenizer.js";
 import { loadAddon } from "../../src/native/binding.js";
 import { buildExamples, tokenizeExamples } from "../../src/train/batches.js";
+import { writeTinySuiteModel } from "../helpers/tiny.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "instill-dio-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const dataDir = join(tmp, "data");
 const modelDir = join(tmp, "model");
 
-beforeAll(async () => {
-  writeSuite(dataDir, 7);
-  installTokenizer(dataDir, modelDir);
-  const tok = loadTokenizer(modelDir);
-  const m = await T5Model.init(
-    {
-      d_model: 32, d_kv: 8, d_ff: 64, num_heads: 4, num_layers: 1, num_decoder_layers: 1, relative_attention_num_buckets: 8,
-      relative_attention_max_distance: 32, layer_norm_epsilon: 1e-6, feed_forward_proj: "gated-gelu", tie_word_embeddings: false,
-      vocab_size: tok.vocabSize, pad_token_id: 0, eos_token_id: 1, decoder_start_token_id: 0, dropout_rate: 0, model_type: "t5",
-    },
-    { seed: 3 },
-  );
-  await m.save(modelDir);
-  m.dispose();
-});
+beforeAll(() => writeTinySuiteModel(dataDir, modelDir, { suiteSeed: 7, modelSeed: 3 }));
 
 function config(over: Partial<DioConfig>): DioConfig {
   const d = defaultDioConfig();
@@ -58,6 +45,15 @@ describe("DIO native handle", () => {
     expect(Number.isFinite(r.metaLoss[0])).toBe(true);
     expect(r.hypergradNorm[0]).toBeGreaterThan(0);
     expect(d2.info().phiParameters).toBe(2 * 2 * 32);
+    const phi = d2.readPhi();
+    expect(Object.keys(phi)).toEqual(["dio.prompts"]);
+    expect(phi["dio.prompts"].shape).toEqual([2, 2, 32]);
+    // the training state round-trips; a file that is not one is refused naming it
+    const statePath = join(tmp, "state.safetensors");
+    await d2.saveState(statePath);
+    await d2.loadState(statePath);
+    expect(d2.info().steps).toBe(1);
+    await expect(d2.loadState(join(modelDir, "model.safetensors"))).rejects.toThrow(/model\.safetensors.*not a DIO training state/);
     d2.dispose();
     d.dispose();
   });
@@ -111,6 +107,73 @@ describe("DIO training and evaluation on the embedded suite", () => {
       expect(ev.softTokens).toBe(variant === "embedder");
     });
   }
+});
+
+describe("DIO checkpoints, resume, config files", () => {
+  const split = () => loadSplitTasks({ dataDir, maxTrainInstances: 12, maxEvalInstances: 4, seed: 1 });
+  const bytes = (p: string) => readFileSync(p);
+
+  it("a run stopped after k steps and resumed equals the uninterrupted run bit for bit", async () => {
+    const { train } = split();
+    const tok = loadTokenizer(modelDir);
+    // Everything that carries state: encoder-read embedder, demonstration logits (Gumbel stream), outer updates
+    // every 2 steps, a linear inner schedule over the full 6 steps.
+    const over: Partial<DioConfig> = { variant: "embedder", instructionEncoding: "encoder", demonstrations: { count: 3, tau: 0.5, maxLength: 24 }, steps: 6, stepsPerCall: 2, checkpointEvery: 2, metaEvery: 2, hypergrad: "neumann:1" };
+    const full = await trainDio(config({ ...over, out: join(tmp, "res-full") }), train, tok);
+    const partOut = join(tmp, "res-part");
+    const a = await trainDio(config({ ...over, out: partOut }), train, tok, { hooks: { stopAfterSteps: 3 } });
+    expect(a.interrupted).toBe(true);
+    expect(a.steps).toBe(3);
+    expect(readdirSync(join(partOut, "checkpoints"))).toEqual(["step-0000002", "step-0000003"]);
+    const b = await trainDio(config({ ...over, out: partOut }), train, tok, { resume: true });
+    expect(b.steps).toBe(6);
+    expect(b.interrupted).toBe(false);
+    expect(b.trainLosses).toEqual(full.trainLosses);
+    expect(b.metaLosses).toEqual(full.metaLosses);
+    expect(bytes(join(b.modelDir, "model.safetensors")).equals(bytes(join(full.modelDir, "model.safetensors")))).toBe(true);
+    expect(bytes(join(b.modelDir, "dio_instructions.safetensors")).equals(bytes(join(full.modelDir, "dio_instructions.safetensors")))).toBe(true);
+    const st = JSON.parse(readFileSync(join(partOut, "checkpoints", "step-0000006", "trainer_state.json"), "utf8"));
+    expect(st.trainLosses).toEqual(full.trainLosses);
+    expect(existsSync(join(partOut, "checkpoints", "step-0000006", "dio_state.safetensors"))).toBe(true);
+    const log = readFileSync(join(partOut, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(log.filter((r) => typeof r.loss === "number").map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    // a resume with a config that changes the computation is refused, naming the key
+    await expect(trainDio(config({ ...over, out: partOut, seed: 2 }), train, tok, { resume: true })).rejects.toThrow(/seed/);
+    await expect(trainDio(config({ ...over, out: join(tmp, "none") }), train, tok, { resume: true })).rejects.toThrow(/no checkpoint found/);
+  });
+
+  it("demonstration selection trains (logits move), evaluates, and candidates come from positive examples", async () => {
+    const { train, test } = split();
+    const tok = loadTokenizer(modelDir);
+    const ids = demonstrationIds(train[0], tok, 5, 16);
+    expect(ids).toHaveLength(5);
+    expect(ids[3]).toEqual(ids[0]); // cycled: the suite has 3 positive examples per task
+    expect(() => demonstrationIds({ ...train[0], positiveExamples: [] }, tok, 3, 16)).toThrow(new RegExp(train[0].name));
+    const r = await trainDio(config({ variant: "prompt", out: join(tmp, "demos"), demonstrations: { count: 3, tau: 1, maxLength: 24 }, metaEvery: 1, outer: { ...defaultDioConfig().outer, lr: 0.1 } }), train, tok);
+    const phi = await readSafetensors(join(r.modelDir, "dio_instructions.safetensors"));
+    const logits = phi.tensors.get("dio.demo_logits")!;
+    expect(logits.shape).toEqual([r.innerTasks.length, 3]);
+    const moved = Array.from(logits.data as Float32Array).filter((v) => v !== 0).length;
+    expect(moved).toBeGreaterThan(0);
+    const ev = await evaluateDio(r.modelDir, test, tok, { batchSize: 8, maxNewTokens: 4, numBeams: 1, seed: 1, quiet: true });
+    expect(ev.metrics.num_examples).toBeGreaterThan(0);
+  });
+
+  it("resolveDioConfig: file < flags, unknown keys name the key and the file", () => {
+    const f = join(tmp, "dio.yaml");
+    writeFileSync(f, "steps: 7\nbatchSize: 2\ndemonstrations:\n  count: 2\nouter:\n  lr: 0.5\n");
+    const c = resolveDioConfig(f, { steps: 9 });
+    expect(c.steps).toBe(9);
+    expect(c.batchSize).toBe(2);
+    expect(c.demonstrations).toEqual({ ...defaultDioConfig().demonstrations, count: 2 });
+    expect(c.outer.lr).toBe(0.5);
+    writeFileSync(f, "stepz: 7\n");
+    expect(() => resolveDioConfig(f, {})).toThrow(/dio\.yaml: unknown option 'stepz'/);
+    writeFileSync(f, "outer:\n  lrr: 1\n");
+    expect(() => resolveDioConfig(f, {})).toThrow(/unknown option 'outer.lrr'/);
+    expect(() => resolveDioConfig(undefined, { demonstrations: { tau: 0 } })).toThrow(/demonstrations.tau/);
+    expect(() => resolveDioConfig(undefined, { instructionEncoding: "states" })).toThrow(/instructionEncoding/);
+  });
 });
 
 describe("hypergradient benchmark entry", () => {

@@ -1,15 +1,17 @@
 // TAGI through the addon on the embedded suite: training lowers the loss, evaluation runs with per-task
-// generated adapters, generate writes a PEFT adapter that the PEFT reader accepts, argument errors are clean.
+// generated adapters, generate writes a PEFT adapter that the PEFT reader accepts, argument errors are clean,
+// answer options are scored under generated adapters exactly as the plain model scores them with the exported adapter.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadSplitTasks, writeSuite } from "../../src/data/index.js";
+import { synthesizeSuite } from "../../src/data/suite.js";
 import { demoModelConfig } from "../../src/demo/demo.js";
 import { T5Model } from "../../src/model/model.js";
 import { installTokenizer, loadTokenizer } from "../../src/model/tokenizer.js";
 import { loadAddon } from "../../src/native/binding.js";
-import { collateTagi, pretrainExamples, Tagi, tagiExamples } from "../../src/tagi/tagi.js";
+import { collateTagi, pretrainExamples, shardLossScale, Tagi, tagiExamples, taskInstruction } from "../../src/tagi/tagi.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "instill-tagi-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -58,6 +60,63 @@ describe("TAGI native", () => {
     expect(back.native.info().rank).toBe(4);
     back.dispose();
   }, 120_000);
+
+  it("scores answer options under generated adapters as the plain model with the exported PEFT adapter", async () => {
+    const tok = loadTokenizer(modelDir);
+    // Yes/no tasks of the same suite (in memory: the SNI files carry no options).
+    const suite = synthesizeSuite({ seed: 3, instancesPerTask: 6 });
+    const mc = suite.tasks.filter((t) => t.answerChoices && t.answerChoices.length > 1);
+    expect(mc.length).toBeGreaterThan(1);
+    // initStd 0.3: adapters far from zero, so scoring without them would differ; fusion off: a PEFT adapter is all.
+    const tagi = await Tagi.load(modelDir, { hypernet: { rank: 2, alpha: 4, projDim: 16, initStd: 0.3, fusion: false }, seed: 2 });
+    const plain = await T5Model.load(modelDir);
+    try {
+      const task = mc[0];
+      const exs = tagiExamples([task], tok, DATA, { seed: 1, training: false });
+      const options = exs.map(() => task.answerChoices!.map((c) => tok.encode(c, { addEos: true })));
+      const batch = collateTagi(exs, tok.padId, false);
+      const got = await tagi.native.scoreOptions(batch, options);
+      const base = await plain.scoreOptions({ inputIds: batch.inputIds, attentionMask: batch.attentionMask }, options);
+      const dir = join(tmp, "mc-adapter");
+      await tagi.writeAdapter(taskInstruction(task), tok, dir, DATA.maxInstructionLength);
+      await plain.loadAdapter(dir);
+      const want = await plain.scoreOptions({ inputIds: batch.inputIds, attentionMask: batch.attentionMask }, options);
+      let worst = 0;
+      let moved = 0;
+      got.forEach((row, i) =>
+        row.forEach((x, k) => {
+          worst = Math.max(worst, Math.abs(x - want[i][k]));
+          moved = Math.max(moved, Math.abs(x - base[i][k]));
+        }),
+      );
+      console.log(`TAGI option scores vs plain model + exported adapter: max |diff| ${worst.toExponential(2)} (adapter moves scores by ${moved.toFixed(3)})`);
+      expect(worst).toBeLessThan(1e-5);
+      expect(moved).toBeGreaterThan(1e-3);
+      // Tagi.evaluate reports rank accuracy from these scores (one task: the argmax of `got` against the gold).
+      const ev = await tagi.evaluate([task], tok, { ...DATA, batchSize: 4, maxNewTokens: 4, seed: 1, quiet: true });
+      const gold = exs.map((_, i) => task.answerChoices!.findIndex((c) => c === task.instances[i].output[0]));
+      const hits = got.filter((row, i) => row.indexOf(Math.max(...row)) === gold[i]).length;
+      expect(ev.metrics.rank_accuracy).toBeCloseTo((100 * hits) / exs.length, 3);
+      const all = await tagi.evaluate(mc.slice(0, 3), tok, { ...DATA, batchSize: 8, maxNewTokens: 4, seed: 1, quiet: true });
+      expect(all.metrics.rank_accuracy).toBeGreaterThanOrEqual(0);
+      expect(all.metrics.rank_accuracy).toBeLessThanOrEqual(100);
+      await expect(Promise.resolve().then(() => tagi.native.scoreOptions(batch, options.slice(1)))).rejects.toThrow(/options: expected one array of options per example/);
+    } finally {
+      tagi.dispose();
+      plain.dispose();
+    }
+  }, 120_000);
+
+  it("splits loss terms over data-parallel shards by their share of tokens and taught rows", () => {
+    const ex = (tgt: number, teacher: number) => ({ task: "t", teacher, src: [1], instr: [1], tgt: new Array<number>(tgt).fill(5) });
+    const global = [ex(3, 0), ex(1, -1), ex(2, 1), ex(2, -1)];
+    const a = shardLossScale(global.slice(0, 2), global, 2);
+    const b = shardLossScale(global.slice(2), global, 2);
+    expect(a).toEqual({ ce: (4 * 2) / 8, kl: (3 * 2) / 5, mse: 1 });
+    expect(b).toEqual({ ce: (4 * 2) / 8, kl: (2 * 2) / 5, mse: 1 });
+    // no teacher anywhere: the KL and MSE shares are 0 (the terms are off)
+    expect(shardLossScale([ex(1, -1)], [ex(1, -1), ex(3, -1)], 2)).toEqual({ ce: 0.5, kl: 0, mse: 0 });
+  });
 
   it("rejects malformed batches with a message naming the field", async () => {
     const tok = loadTokenizer(modelDir);

@@ -104,6 +104,16 @@ TensorList grad_of(const at::Tensor& loss, const TensorList& inputs, bool create
   return vjp({loss}, {torch::ones_like(loss)}, inputs, /*retain_graph=*/create_graph, create_graph);
 }
 
+// The mean over data-parallel workers (BilevelProblem::reduce) of a gradient-like list; identity alone.
+TensorList& reduced(const BilevelProblem& pb, TensorList& xs) {
+  if (pb.reduce) pb.reduce(xs);
+  return xs;
+}
+TensorList reduced(const BilevelProblem& pb, TensorList&& xs) {
+  if (pb.reduce) pb.reduce(xs);
+  return std::move(xs);
+}
+
 // ---------- the methods ----------
 
 HypergradResult unroll_functional(BilevelProblem& pb, const HypergradSpec& spec) {
@@ -142,13 +152,14 @@ HypergradResult unroll_reverse(BilevelProblem& pb, const HypergradSpec& spec) {
   std::vector<TensorList> iterates(static_cast<size_t>(spec.k));
   for (int64_t k = 0; k < spec.k; ++k) {
     iterates[k] = k == 0 ? guard.saved() : clone_detached(theta);
-    TensorList g = grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), theta, false);
+    TensorList g = reduced(pb, grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), theta, false));
     ++res.stats.grad_count;
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < theta.size(); ++i) theta[i].sub_(g[i], lr);
   }
   TensorList a, hyper;
-  split(grad_of(checked_scalar(pb.outer_loss(), "outer_loss"), concat(theta, phi), false), theta.size(), a, hyper);
+  split(reduced(pb, grad_of(checked_scalar(pb.outer_loss(), "outer_loss"), concat(theta, phi), false)), theta.size(), a,
+        hyper);
   ++res.stats.grad_count;
   TensorList theta_k = spec.options.commit_unrolled ? clone_detached(theta) : TensorList{};
   const TensorList all = concat(theta, phi);
@@ -158,7 +169,7 @@ HypergradResult unroll_reverse(BilevelProblem& pb, const HypergradSpec& spec) {
     TensorList g = grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), theta, true);
     ++res.stats.grad_count;
     TensorList ha, ja;
-    split(vjp(g, a, all, /*retain_graph=*/false), theta.size(), ha, ja);
+    split(reduced(pb, vjp(g, a, all, /*retain_graph=*/false)), theta.size(), ha, ja);
     ++res.stats.hvp_count;
     axpy_(hyper, -lr, ja);
     axpy_(a, -lr, ha);
@@ -175,7 +186,7 @@ HypergradResult unroll_reverse(BilevelProblem& pb, const HypergradSpec& spec) {
 }
 
 HypergradResult unroll_method(BilevelProblem& pb, const HypergradSpec& spec) {
-  if (pb.inner_loss_at && pb.outer_loss_at) return unroll_functional(pb, spec);
+  if (pb.inner_loss_at && pb.outer_loss_at && !pb.reduce) return unroll_functional(pb, spec);
   return unroll_reverse(pb, spec);
 }
 
@@ -186,7 +197,8 @@ struct ImplicitStart {
 
 ImplicitStart implicit_start(BilevelProblem& pb, HypergradStats& stats) {
   ImplicitStart s;
-  split(grad_of(checked_scalar(pb.outer_loss(), "outer_loss"), concat(pb.inner_params, pb.outer_params), false),
+  split(reduced(pb, grad_of(checked_scalar(pb.outer_loss(), "outer_loss"), concat(pb.inner_params, pb.outer_params),
+                            false)),
         pb.inner_params.size(), s.v1, s.direct);
   s.f = grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), pb.inner_params, /*create_graph=*/true);
   stats.grad_count += 2;
@@ -200,13 +212,13 @@ HypergradResult neumann_method(BilevelProblem& pb, const HypergradSpec& spec) {
   TensorList v = s.v1;
   TensorList p = clone_detached(s.v1);
   for (int64_t k = 0; k < spec.k; ++k) {
-    TensorList hv = vjp(s.f, v, pb.inner_params, /*retain_graph=*/true);
+    TensorList hv = reduced(pb, vjp(s.f, v, pb.inner_params, /*retain_graph=*/true));
     ++res.stats.hvp_count;
     axpy_(v, -alpha, hv);  // v was v1 (owned by s) or a previous iterate: in-place is safe
     axpy_(p, 1.0, v);
     ++res.stats.iterations;
   }
-  TensorList jp = vjp(s.f, p, pb.outer_params, /*retain_graph=*/false);
+  TensorList jp = reduced(pb, vjp(s.f, p, pb.outer_params, /*retain_graph=*/false));
   ++res.stats.hvp_count;
   axpy_(s.direct, -alpha, jp);
   res.grads = std::move(s.direct);
@@ -224,7 +236,7 @@ HypergradResult cg_method(BilevelProblem& pb, const HypergradSpec& spec) {
   double rs = bnorm * bnorm;
   for (int64_t k = 0; k < spec.k && rs > 0; ++k) {
     if (std::sqrt(rs) <= spec.options.cg_tol * bnorm) break;
-    TensorList ap = vjp(s.f, p, pb.inner_params, /*retain_graph=*/true);
+    TensorList ap = reduced(pb, vjp(s.f, p, pb.inner_params, /*retain_graph=*/true));
     ++res.stats.hvp_count;
     if (damping != 0) axpy_(ap, damping, p);
     const double pap = dot(p, ap);
@@ -241,7 +253,7 @@ HypergradResult cg_method(BilevelProblem& pb, const HypergradSpec& spec) {
     rs = rs_new;
   }
   res.stats.residual = bnorm > 0 ? std::sqrt(rs) / bnorm : 0.0;
-  TensorList jx = vjp(s.f, x, pb.outer_params, /*retain_graph=*/false);
+  TensorList jx = reduced(pb, vjp(s.f, x, pb.outer_params, /*retain_graph=*/false));
   ++res.stats.hvp_count;
   axpy_(s.direct, -1.0, jx);
   res.grads = std::move(s.direct);
@@ -257,14 +269,15 @@ HypergradResult fd_method(BilevelProblem& pb, const HypergradSpec& spec) {
   const TensorList& theta = pb.inner_params;
   const TensorList& phi = pb.outer_params;
   ThetaGuard guard(theta);
-  TensorList g = grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), theta, false);
+  TensorList g = reduced(pb, grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), theta, false));
   {
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < theta.size(); ++i) theta[i].sub_(g[i], lr);
   }
   g.clear();
   TensorList v1, direct;
-  split(grad_of(checked_scalar(pb.outer_loss(), "outer_loss"), concat(theta, phi), false), theta.size(), v1, direct);
+  split(reduced(pb, grad_of(checked_scalar(pb.outer_loss(), "outer_loss"), concat(theta, phi), false)), theta.size(),
+        v1, direct);
   res.stats.grad_count += 2;
   const double vnorm = norm(v1);
   if (vnorm > 0) {
@@ -273,12 +286,12 @@ HypergradResult fd_method(BilevelProblem& pb, const HypergradSpec& spec) {
     axpy_(plus, e, v1);
     assign_(theta, plus);
     plus.clear();
-    TensorList gp = grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), phi, false);
+    TensorList gp = reduced(pb, grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), phi, false));
     TensorList minus = clone_detached(guard.saved());
     axpy_(minus, -e, v1);
     assign_(theta, minus);
     minus.clear();
-    TensorList gm = grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), phi, false);
+    TensorList gm = reduced(pb, grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), phi, false));
     res.stats.grad_count += 2;
     for (size_t i = 0; i < direct.size(); ++i) direct[i].sub_((gp[i] - gm[i]) * (lr / (2 * e)));
   }

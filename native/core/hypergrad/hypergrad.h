@@ -51,6 +51,13 @@ struct BilevelProblem {
   // rounding; memory is K copies of theta instead of K graphs).
   LossAtFn inner_loss_at;
   LossAtFn outer_loss_at;
+  // Data parallelism: each worker's closures see its shard of the batches, and `reduce` replaces each tensor
+  // of a list, in place, by its mean over the workers (a bucketed all-reduce). The methods apply it to every
+  // first-order gradient, Hessian-vector product and mixed product they compute, so with equal shards the
+  // result is the full-batch hypergradient on every worker and the workers' theta stay identical; every
+  // worker calls it the same number of times. unroll:K then runs in reverse mode over stored iterates (an
+  // all-reduce cannot sit inside a differentiated graph). Empty: one process.
+  std::function<void(std::vector<at::Tensor>&)> reduce;
 };
 
 struct HypergradOptions {

@@ -249,24 +249,34 @@ Tagi::Prepared Tagi::prepare(const at::Tensor& instr_ids, const at::Tensor& inst
   return p;
 }
 
+namespace {
+// The student's forward inputs: its instance tokens, the generated per-example adapters and, with fusion, the
+// encoded instruction appended to the encoder states. `p` must outlive the returned inputs.
+t5::T5Inputs student_inputs(const Tagi::Prepared& p, bool fusion, const at::Tensor& input_ids,
+                            const at::Tensor& attention_mask) {
+  t5::T5Inputs in;
+  in.input_ids = input_ids;
+  in.attention_mask = attention_mask;
+  in.adapters = &p.adapters;
+  if (fusion) {
+    in.extra_encoder_states = p.enc.hidden;
+    in.extra_encoder_mask = p.enc.mask;
+  }
+  return in;
+}
+}  // namespace
+
 TagiTerms Tagi::compute_loss(const TagiBatch& b) {
   if (!b.student.labels.defined()) throw ArgumentError("tagi: every batch needs labels");
   const int64_t B = b.student.input_ids.size(0);
   if (b.instr_ids.size(0) != B) throw ArgumentError("tagi: instruction batch size differs from the inputs'");
   Prepared p = prepare(b.instr_ids, b.instr_mask);
-  t5::T5Inputs in;
-  in.input_ids = b.student.input_ids;
-  in.attention_mask = b.student.attention_mask;
+  t5::T5Inputs in = student_inputs(p, hypernet->opt.fusion, b.student.input_ids, b.student.attention_mask);
   in.labels = b.student.labels;
-  in.adapters = &p.adapters;
-  if (hypernet->opt.fusion) {
-    in.extra_encoder_states = p.enc.hidden;
-    in.extra_encoder_mask = p.enc.mask;
-  }
   t5::T5Output out = model->forward(in);
   TagiTerms t;
-  t.ce = out.loss;
-  at::Tensor total = out.loss * loss.ce_weight;
+  t.ce = b.ce_scale == 1.0 ? out.loss : out.loss * b.ce_scale;
+  at::Tensor total = t.ce * loss.ce_weight;
   const bool want_teacher = (loss.kl_weight > 0 || loss.mse_weight > 0) && bank && b.teacher_index.defined();
   if (want_teacher) {
     at::Tensor tidx = b.teacher_index.to(at::kLong).to(at::kCPU);
@@ -303,7 +313,7 @@ TagiTerms Tagi::compute_loss(const TagiBatch& b) {
         at::Tensor lpt = torch::log_softmax(tlogits / T, -1);
         at::Tensor kl_tok = (lpt.exp() * (lpt - lps)).sum(-1);  // [n, T]
         at::Tensor lm = b.student.labels.index_select(0, rows_dev).ne(-100).to(kl_tok.scalar_type());
-        t.kl = (kl_tok * lm).sum() / lm.sum().clamp_min(1.0) * (T * T);
+        t.kl = (kl_tok * lm).sum() / lm.sum().clamp_min(1.0) * (T * T * b.kl_scale);
         total = total + t.kl * loss.kl_weight;
       }
       if (loss.mse_weight > 0) {
@@ -323,6 +333,7 @@ TagiTerms Tagi::compute_loss(const TagiBatch& b) {
           count += ga.numel() + gb.numel();
         }
         t.mse = se / static_cast<double>(count);
+        if (b.mse_scale != 1.0) t.mse = t.mse * b.mse_scale;
         total = total + t.mse * loss.mse_weight;
       }
     }
@@ -335,14 +346,7 @@ at::Tensor Tagi::generate(const at::Tensor& input_ids, const at::Tensor& attenti
                           const at::Tensor& instr_mask, const t5::GenerateOptions& opt) {
   torch::NoGradGuard ng;
   Prepared p = prepare(instr_ids, instr_mask);
-  t5::T5Inputs in;
-  in.input_ids = input_ids;
-  in.attention_mask = attention_mask;
-  in.adapters = &p.adapters;
-  if (hypernet->opt.fusion) {
-    in.extra_encoder_states = p.enc.hidden;
-    in.extra_encoder_mask = p.enc.mask;
-  }
+  t5::T5Inputs in = student_inputs(p, hypernet->opt.fusion, input_ids, attention_mask);
   return t5::generate(*model, in, opt);
 }
 
@@ -356,6 +360,19 @@ std::vector<io::LoraModuleWeights> Tagi::adapter_for(const at::Tensor& instr_ids
   return out;
 }
 
+t5::OptionScores Tagi::score_options(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                                     const at::Tensor& instr_ids, const at::Tensor& instr_mask,
+                                     const at::Tensor& options, int64_t chunk_rows) {
+  torch::NoGradGuard ng;
+  if (instr_ids.size(0) != input_ids.size(0))
+    throw ArgumentError("tagi.score_options: instruction batch size differs from the inputs'");
+  Prepared p = prepare(instr_ids, instr_mask);
+  t5::T5Inputs in = student_inputs(p, hypernet->opt.fusion, input_ids, attention_mask);
+  // Same convention as the plain model's rank classification (T5Model.scoreOptions): summed log-likelihood, the
+  // encoder (and here the hypernetwork) once per example, each option row decoding under its example's adapter.
+  return t5::score_options(*model, in, options, chunk_rows);
+}
+
 nlohmann::json Tagi::peft_config() const {
   auto c = io::make_peft_lora_config(hypernet->opt.rank, hypernet->opt.alpha, hypernet->opt.target_modules);
   return c;
@@ -363,7 +380,7 @@ nlohmann::json Tagi::peft_config() const {
 
 TagiStepsResult tagi_train_steps(Tagi& tagi, train::Optimizer& optimizer, const std::vector<TagiBatch>& batches,
                                  const std::function<void(const train::StepProgress&)>& progress,
-                                 const std::atomic<bool>* cancel) {
+                                 const std::atomic<bool>* cancel, const train::GradSync* grad_sync) {
   std::vector<train::Batch> plain;
   plain.reserve(batches.size());
   for (const auto& b : batches) plain.push_back(b.student);
@@ -380,7 +397,7 @@ TagiStepsResult tagi_train_steps(Tagi& tagi, train::Optimizer& optimizer, const 
     return t.total;
   };
   TagiStepsResult r;
-  r.steps = train::train_steps(fn, optimizer, plain, progress, cancel, /*autocast_cuda=*/false);
+  r.steps = train::train_steps(fn, optimizer, plain, progress, cancel, /*autocast_cuda=*/false, grad_sync);
   const size_t accum = static_cast<size_t>(optimizer.config().grad_accumulation);
   auto per_step = [&](const std::vector<double>& v) {
     std::vector<double> o;

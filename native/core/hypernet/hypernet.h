@@ -22,6 +22,11 @@
 //   labelled tokens) + mse_weight * MSE(generated, teacher adapter) (mean over all A and B elements of the slots,
 //   teacher B rescaled by s_teacher / s_student so equal tensors mean equal weight deltas). Weight 0 = term off.
 //   Defaults from the paper's code: CE/KL mix alpha = 0.4 (ce 0.6, kl 0.4), T = 3, MSE weight 1000.
+// Data parallelism (tagi_train_steps with a GradSync): every term is a mean over its own unit (CE and KL over
+//   labelled tokens, KL and MSE only over rows with a teacher), so a plain mean over ranks of per-shard means would
+//   weigh a shard with few tokens as much as one with many. TagiBatch::*_scale carry each shard's share
+//   (local count * world / global count, computed by the caller who sees the global batch); the mean over ranks of
+//   the scaled terms, and of their gradients, is then the term of the whole global batch, as in one process.
 #pragma once
 #include <torch/torch.h>
 
@@ -124,6 +129,8 @@ struct TagiBatch {
   at::Tensor instr_ids, instr_mask;                   // [B, L]
   at::Tensor teacher_input_ids, teacher_attention_mask;  // optional [B, S']
   at::Tensor teacher_index;                           // optional [B] int64; -1 = no teacher for this row
+  // Multipliers of the CE, KL and MSE terms (data-parallel shards, see the header comment); 1 = the batch alone.
+  double ce_scale = 1.0, kl_scale = 1.0, mse_scale = 1.0;
 };
 
 struct TagiTerms {
@@ -150,6 +157,11 @@ struct Tagi {
                       const at::Tensor& instr_mask, const t5::GenerateOptions& opt);
   // The adapter generated for ONE instruction [1, L] in PEFT layout (B includes the 1/sqrt(r) factor).
   std::vector<io::LoraModuleWeights> adapter_for(const at::Tensor& instr_ids, const at::Tensor& instr_mask);
+  // Rank classification under generated adapters (+ fusion): t5::score_options with each example's adapter, i.e.
+  // the sum of log p(token) over option k's tokens (options [B, K, T], -100 = padding). No autograd.
+  t5::OptionScores score_options(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                                 const at::Tensor& instr_ids, const at::Tensor& instr_mask, const at::Tensor& options,
+                                 int64_t chunk_rows = 0);
   nlohmann::json peft_config() const;
 };
 
@@ -158,9 +170,12 @@ struct TagiStepsResult {
   std::vector<double> ce, kl, mse;  // per optimizer step, mean over its micro-batches (NaN when off)
 };
 
-// N optimizer steps through train::train_steps (grad accumulation from the optimizer config).
+// N optimizer steps through train::train_steps (grad accumulation from the optimizer config). grad_sync (data
+// parallelism, dist::make_grad_sync) averages the gradients over ranks before clipping; nullptr = one process.
+// Reported losses and terms are this rank's (scaled) values: the caller averages them over ranks.
 TagiStepsResult tagi_train_steps(Tagi& tagi, train::Optimizer& optimizer, const std::vector<TagiBatch>& batches,
                                  const std::function<void(const train::StepProgress&)>& progress = nullptr,
-                                 const std::atomic<bool>* cancel = nullptr);
+                                 const std::atomic<bool>* cancel = nullptr,
+                                 const train::GradSync* grad_sync = nullptr);
 
 }  // namespace instill::hypernet

@@ -7,7 +7,11 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "common/errors.h"
 #include "hypergrad/hypergrad.h"
@@ -591,6 +595,109 @@ TEST(outer_loss_without_phi_and_theta_unused_by_outer) {
     REQUIRE(res.grads.size() == 2);
     REQUIRE(res.grads[0].sizes() == r.phi.sizes());
     REQUIRE(std::isfinite(res.grads[0].sum().item<double>()));
+  }
+}
+
+// BilevelProblem::reduce (data parallelism): two workers, each with half of the training and meta rows and its
+// own copies of theta and phi, joined by an in-process mean (threads standing in for an all-reduce), get the
+// full-batch hypergradient of every method, and their theta stay identical.
+struct ThreadMean {
+  std::mutex mu;
+  std::condition_variable cv;
+  int arrived = 0, left = 0;
+  int64_t generation = 0;
+  TensorList* slot[2] = {nullptr, nullptr};
+  TensorList mean;
+  void operator()(int rank, TensorList& xs) {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return left == 0; });  // the previous round has been read by both
+    slot[rank] = &xs;
+    if (++arrived == 2) {
+      REQUIRE(slot[0]->size() == slot[1]->size());
+      mean.clear();
+      for (size_t i = 0; i < xs.size(); ++i) mean.push_back(((*slot[0])[i] + (*slot[1])[i]) / 2.0);
+      arrived = 0;
+      left = 2;
+      ++generation;
+      cv.notify_all();
+    } else {
+      const int64_t g = generation;
+      cv.wait(lk, [&] { return generation != g; });
+    }
+    for (size_t i = 0; i < xs.size(); ++i) xs[i].copy_(mean[i]);
+    if (--left == 0) cv.notify_all();
+  }
+};
+
+TEST(reduce_hook_gives_the_full_batch_hypergradient_on_two_shards) {
+  Ridge full(17);
+  full.set_w_to_optimum();
+  {
+    torch::NoGradGuard g;
+    full.w.add_(0.05 * torch::randn({full.d}, kF64));  // away from the optimum: unroll and fd move theta
+  }
+  HypergradOptions o;
+  o.alpha = 0.5 / lambda_max(full.hessian());
+  o.inner_lr = 0.1;
+  for (const char* spec : {"neumann:4", "cg:4", "unroll:3", "fd"}) {
+    for (bool functional : {false, true}) {
+      BilevelProblem ref_pb = full.pb;
+      if (functional) {
+        ref_pb.inner_loss_at = [&](const TensorList& th) { return full.inner_at(th); };
+        ref_pb.outer_loss_at = [&](const TensorList& th) { return full.outer_at(th); };
+      }
+      auto ref = compute_hypergradient(spec, ref_pb, o);
+      ThreadMean tm;
+      struct Worker {
+        at::Tensor w, phi, delta;
+        BilevelProblem pb;
+        instill::hypergrad::HypergradResult res;
+        std::exception_ptr error;
+      };
+      Worker wk[2];
+      const int64_t n2 = full.n / 2, m2 = full.m / 2;
+      for (int r = 0; r < 2; ++r) {
+        Worker& k = wk[r];
+        k.w = full.w.detach().clone().requires_grad_(true);
+        k.phi = full.phi.detach().clone().requires_grad_(true);
+        k.delta = full.delta.detach().clone().requires_grad_(true);
+        auto X = full.X.narrow(0, r * n2, n2), y = full.y.narrow(0, r * n2, n2);
+        auto Xv = full.Xv.narrow(0, r * m2, m2), yv = full.yv.narrow(0, r * m2, m2);
+        const double c = full.c;
+        auto inner_at = [&k, X, y, r, n2](const TensorList& th) {
+          auto res = (X + k.delta.narrow(0, r * n2, n2)).matmul(th[0]) - y;
+          return res.pow(2).sum() / (2.0 * n2) + 0.5 * (k.phi.exp() * th[0].pow(2)).sum();
+        };
+        auto outer_at = [&k, Xv, yv, c, m2](const TensorList& th) {
+          auto res = Xv.matmul(th[0]) - yv;
+          return res.pow(2).sum() / (2.0 * m2) + 0.5 * c * k.phi.pow(2).sum();
+        };
+        k.pb.inner_params = {k.w};
+        k.pb.outer_params = {k.phi, k.delta};
+        k.pb.inner_loss = [&k, inner_at] { return inner_at({k.w}); };
+        k.pb.outer_loss = [&k, outer_at] { return outer_at({k.w}); };
+        if (functional) {  // ignored under reduce: unroll runs in reverse mode
+          k.pb.inner_loss_at = inner_at;
+          k.pb.outer_loss_at = outer_at;
+        }
+        k.pb.reduce = [&tm, r](TensorList& xs) { tm(r, xs); };
+      }
+      std::thread t0([&] {
+        try { wk[0].res = compute_hypergradient(spec, wk[0].pb, o); } catch (...) { wk[0].error = std::current_exception(); }
+      });
+      std::thread t1([&] {
+        try { wk[1].res = compute_hypergradient(spec, wk[1].pb, o); } catch (...) { wk[1].error = std::current_exception(); }
+      });
+      t0.join();
+      t1.join();
+      for (int r = 0; r < 2; ++r) {
+        if (wk[r].error) std::rethrow_exception(wk[r].error);
+        const double e = rel_err(wk[r].res.grads, ref.grads);
+        REQUIRE_MSG(e < 1e-12, spec << (functional ? " (functional)" : "") << " rank " << r << " rel err " << e);
+        REQUIRE(torch::equal(wk[r].w.detach(), full.w.detach()));  // theta restored, identical on both
+      }
+      REQUIRE(torch::equal(wk[0].res.grads[1], wk[1].res.grads[1]));
+    }
   }
 }
 

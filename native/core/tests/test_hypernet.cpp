@@ -1,6 +1,6 @@
 // TAGI hypernetwork: finite-difference gradient check (float64) of hypernetwork + per-example LoRA + losses,
 // mixed-instruction batches equal single runs, KL zero for student == teacher, a short run lowers the loss,
-// save/load round trip, PEFT export.
+// save/load round trip, PEFT export, data-parallel loss shares, option scoring under generated adapters.
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -67,7 +67,7 @@ TagiBatch make_batch(uint64_t seed, int64_t B = 3) {
   b.student = {ids, mask, labels};
   b.instr_ids = iids;
   b.instr_mask = imask;
-  b.teacher_index = torch::tensor(std::vector<int64_t>{0, 1, -1}).narrow(0, 0, B);
+  b.teacher_index = torch::tensor(std::vector<int64_t>{0, 1, -1}).repeat({(B + 2) / 3}).narrow(0, 0, B);
   return b;
 }
 
@@ -329,6 +329,131 @@ TEST(save_load_and_peft_export_roundtrip) {
   REQUIRE(t5test::max_diff(want, merged) < 1e-5);
   REQUIRE_THROWS(hypernet::load_hypernet(*tagi.model, (dir / "adapter" / "adapter_model.safetensors").string()));
   fs::remove_all(dir);
+}
+
+// Data parallelism: two shards of a batch, each with its loss shares (lossScale in the JS batch), average (loss and
+// gradients) to the whole batch in one process, for CE, KL and MSE, also when a shard has no teacher row.
+TEST(sharded_scaled_losses_average_to_the_full_batch) {
+  Tagi tagi;
+  tagi.model = micro_model(at::kDouble);
+  for (auto& p : tagi.model->parameters()) p.set_requires_grad(false);
+  tagi.hypernet = HyperNet(*tagi.model, small_opts(), 13);
+  tagi.bank = random_bank(*tagi.hypernet, 2, at::kDouble, 14, 2.0);
+  tagi.loss.kl_weight = 0.7;
+  tagi.loss.mse_weight = 0.5;
+  TagiBatch full = make_batch(81, 4);
+  // unequal label counts per shard: 4+4 tokens vs 2+3
+  full.student.labels[2].narrow(0, 2, 2).fill_(-100);
+  full.student.labels[3][3] = -100;
+  for (auto teachers : {std::vector<int64_t>{0, -1, 1, 1}, std::vector<int64_t>{-1, -1, 0, 1}}) {
+    full.teacher_index = torch::tensor(teachers);
+    auto params = tagi.hypernet->parameters();
+    for (auto& p : params) p.mutable_grad() = at::Tensor();
+    auto tf = tagi.compute_loss(full);
+    tf.total.backward();
+    std::vector<at::Tensor> want;
+    for (auto& p : params) want.push_back(p.grad().clone());
+    for (auto& p : params) p.mutable_grad() = at::Tensor();
+    auto shard = [&](int64_t start) {
+      TagiBatch s;
+      s.student = {full.student.input_ids.narrow(0, start, 2), full.student.attention_mask.narrow(0, start, 2),
+                   full.student.labels.narrow(0, start, 2)};
+      s.instr_ids = full.instr_ids.narrow(0, start, 2);
+      s.instr_mask = full.instr_mask.narrow(0, start, 2);
+      s.teacher_index = full.teacher_index.narrow(0, start, 2);
+      return s;
+    };
+    std::vector<TagiBatch> shards = {shard(0), shard(2)};
+    auto tokens = [](const TagiBatch& b, bool teacher_rows) {
+      at::Tensor lm = b.student.labels.ne(-100);
+      if (teacher_rows) lm = lm & b.teacher_index.ge(0).unsqueeze(1);
+      return lm.sum().item<double>();
+    };
+    const double world = 2, tok = tokens(full, false), ttok = tokens(full, true);
+    const double trows = full.teacher_index.ge(0).sum().item<double>();
+    double total = 0, kl = 0, mse = 0, ce = 0;
+    for (auto& s : shards) {
+      s.ce_scale = tokens(s, false) * world / tok;
+      s.kl_scale = tokens(s, true) * world / ttok;
+      s.mse_scale = s.teacher_index.ge(0).sum().item<double>() * world / trows;
+      auto t = tagi.compute_loss(s);
+      (t.total / world).backward();  // the gradient all-reduce averages over ranks
+      total += t.total.item<double>() / world;
+      ce += t.ce.item<double>() / world;
+      if (t.kl.defined()) kl += t.kl.item<double>() / world;
+      if (t.mse.defined()) mse += t.mse.item<double>() / world;
+    }
+    std::printf("  teachers %s: total %.6f vs %.6f\n", teachers[0] < 0 ? "{-1,-1,0,1}" : "{0,-1,1,1}", total,
+                tf.total.item<double>());
+    REQUIRE_CLOSE(total, tf.total.item<double>(), 1e-10);
+    REQUIRE_CLOSE(ce, tf.ce.item<double>(), 1e-10);
+    REQUIRE_CLOSE(kl, tf.kl.item<double>(), 1e-10);
+    REQUIRE_CLOSE(mse, tf.mse.item<double>(), 1e-10);
+    double worst = 0;
+    for (size_t i = 0; i < params.size(); ++i) worst = std::max(worst, t5test::max_diff(params[i].grad(), want[i]));
+    std::printf("  max gradient difference shards vs full %.2e\n", worst);
+    REQUIRE(worst < 1e-10);
+  }
+}
+
+// Option scores under generated adapters: (a) with fusion, -(mean CE of the option as labels) * its token count from
+// the training forward; (b) without fusion, the plain model carrying the exported PEFT adapter (t5::score_options
+// over a registered LoRA) - an independent path through lora::load_adapter.
+TEST(option_scores_under_generated_adapters) {
+  namespace fs = std::filesystem;
+  for (bool fusion : {true, false}) {
+    Tagi tagi;
+    tagi.model = micro_model(at::kFloat);
+    auto o = small_opts();
+    o.fusion = fusion;
+    tagi.hypernet = HyperNet(*tagi.model, o, 15);
+    TagiBatch b = make_batch(91, 2);
+    // two options of different lengths per example (-100 = padding), the second example with one option fewer
+    at::Tensor options = torch::tensor(std::vector<int64_t>{4, 9, 1, 7, 1, -100, 3, 1, -100,  //
+                                                            12, 1, -100, 10, 2, 1, -100, -100, -100})
+                             .view({2, 3, 3});
+    auto s = tagi.score_options(b.student.input_ids, b.student.attention_mask, b.instr_ids, b.instr_mask, options);
+    REQUIRE(s.sum.size(0) == 2 && s.sum.size(1) == 3);
+    torch::NoGradGuard ng;
+    double worst = 0;
+    for (int64_t e = 0; e < 2; ++e) {
+      for (int64_t k = 0; k < 3; ++k) {
+        at::Tensor lab = options[e][k].unsqueeze(0);
+        const int64_t n = lab.ne(-100).sum().item<int64_t>();
+        if (n == 0) {
+          REQUIRE(s.sum[e][k].item<double>() == 0.0);
+          continue;
+        }
+        TagiBatch one;
+        one.student = {b.student.input_ids.narrow(0, e, 1), b.student.attention_mask.narrow(0, e, 1), lab};
+        one.instr_ids = b.instr_ids.narrow(0, e, 1);
+        one.instr_mask = b.instr_mask.narrow(0, e, 1);
+        const double want = -tagi.compute_loss(one).ce.item<double>() * static_cast<double>(n);
+        worst = std::max(worst, std::abs(want - s.sum[e][k].item<double>()));
+      }
+      if (fusion) continue;
+      // Independent path: the exported PEFT adapter on a fresh copy of the base model.
+      const int64_t L = b.instr_mask[e].sum().item<int64_t>();
+      const fs::path dir = fs::temp_directory_path() / ("instill_hn_opt_" + std::to_string(::getpid()) + "_" + std::to_string(e));
+      io::write_peft_adapter(dir.string(), tagi.adapter_for(b.instr_ids[e].narrow(0, 0, L).unsqueeze(0),
+                                                             b.instr_mask[e].narrow(0, 0, L).unsqueeze(0)),
+                             tagi.peft_config());
+      auto plain = micro_model(at::kFloat);
+      lora::load_adapter(*plain, dir.string());
+      plain->eval();
+      t5::T5Inputs in;
+      in.input_ids = b.student.input_ids.narrow(0, e, 1);
+      in.attention_mask = b.student.attention_mask.narrow(0, e, 1);
+      auto ps = t5::score_options(*plain, in, options.narrow(0, e, 1));
+      const double d = t5test::max_diff(ps.sum[0], s.sum[e]);
+      std::printf("  example %lld: TAGI option scores vs PEFT adapter on the plain model %.2e\n",
+                  static_cast<long long>(e), d);
+      REQUIRE(d < 1e-5);
+      fs::remove_all(dir);
+    }
+    std::printf("  fusion %d: option scores vs -CE * tokens %.2e\n", fusion ? 1 : 0, worst);
+    REQUIRE(worst < 1e-5);
+  }
 }
 
 int main() { return instill_test::run_all(); }

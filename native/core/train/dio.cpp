@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "common/memory.h"
 #include "io/safetensors.h"
 #include "t5/generate.h"
+#include "train/trainer.h"
 
 namespace instill::dio {
 
@@ -43,6 +45,19 @@ void DioOptions::validate() const {
   if (variant == "prompt" && num_tasks < 1)
     throw RangeError("dio options.numTasks: the prompt variant needs at least one training task, got " +
                      std::to_string(num_tasks));
+  if (instruction_encoding != "embeddings" && instruction_encoding != "encoder")
+    throw ArgumentError("dio options.instructionEncoding: expected \"embeddings\" or \"encoder\", got \"" +
+                        instruction_encoding + "\"");
+  if (num_demonstrations < 0 || num_demonstrations > 4096)
+    throw RangeError("dio options.numDemonstrations: expected 0..4096, got " + std::to_string(num_demonstrations));
+  if (num_demonstrations > 0 && num_tasks < 1)
+    throw RangeError("dio options.numTasks: demonstration selection needs at least one training task, got " +
+                     std::to_string(num_tasks));
+  if (!(gumbel_tau > 0) || !std::isfinite(gumbel_tau))
+    throw RangeError("dio options.gumbelTau: expected a finite number > 0, got " + std::to_string(gumbel_tau));
+  if (shard_world < 1 || shard_rank < 0 || shard_rank >= shard_world)
+    throw RangeError("dio options: shard rank " + std::to_string(shard_rank) + " is not in [0, " +
+                     std::to_string(shard_world) + ")");
   if (meta_every < 0) throw RangeError("dio options.metaEvery: expected >= 0, got " + std::to_string(meta_every));
   hypergrad::parse_spec(hypergrad, hypergrad_options);  // throws on a bad spec
   inner.validate();
@@ -87,6 +102,10 @@ DioTrainer::DioTrainer(t5::T5ForConditionalGeneration model, DioOptions options,
                .requires_grad_(true);
     value_ = at::zeros({d, d}, opts).requires_grad_(true);
   }
+  if (options_.num_demonstrations > 0)
+    demo_logits_ = at::zeros({options_.num_tasks, options_.num_demonstrations}, opts).requires_grad_(true);
+  // Its own stream, so that sampling demonstrations does not shift the dropout draws of the default generator.
+  gumbel_gen_ = at::detail::createCPUGenerator(options_.seed ^ 0x9e3779b97f4a7c15ULL);
   std::vector<std::pair<std::string, at::Tensor>> th;
   for (const auto& kv : model_->named_parameters(true))
     if (kv.value().requires_grad()) th.emplace_back(kv.key(), kv.value());
@@ -96,8 +115,11 @@ DioTrainer::DioTrainer(t5::T5ForConditionalGeneration model, DioOptions options,
 }
 
 std::vector<std::pair<std::string, at::Tensor>> DioTrainer::named_phi() const {
-  if (options_.variant == "prompt") return {{"dio.prompts", prompts_}};
-  return {{"dio.query", query_}, {"dio.key", key_}, {"dio.value", value_}};
+  std::vector<std::pair<std::string, at::Tensor>> v;
+  if (options_.variant == "prompt") v = {{"dio.prompts", prompts_}};
+  else v = {{"dio.query", query_}, {"dio.key", key_}, {"dio.value", value_}};
+  if (demo_logits_.defined()) v.emplace_back("dio.demo_logits", demo_logits_);
+  return v;
 }
 
 std::vector<at::Tensor> DioTrainer::phi() const {
@@ -129,12 +151,84 @@ at::Tensor DioTrainer::soft_tokens(const DioBatch& b) const {
   if ((mask.sum(1) == 0).any().item<bool>())
     throw ArgumentError("dio batch.instrMask: every example needs at least one instruction token");
   const int64_t L = ids.size(1), d = cfg.d_model;
-  at::Tensor E = model_->shared->weight.index_select(0, ids.reshape({-1})).view({B, L, d});
+  at::Tensor E;
+  if (options_.instruction_encoding == "encoder") {
+    // The written instruction alone through the model's encoder (theta, not detached).
+    t5::T5Inputs in;
+    in.input_ids = ids;
+    in.attention_mask = mask.to(at::kLong);
+    t5::T5ForConditionalGeneration m = model_;  // a handle to the same module; encode() is not const
+    E = m->encode(in).hidden;
+  } else {
+    E = model_->shared->weight.index_select(0, ids.reshape({-1})).view({B, L, d});
+  }
   at::Tensor K = at::matmul(E, key_);
   at::Tensor Vv = at::matmul(E, value_) + E;
   at::Tensor scores = at::matmul(query_.unsqueeze(0), K.transpose(1, 2)) / std::sqrt(static_cast<double>(d));
   scores = scores.masked_fill(mask.unsqueeze(1).logical_not(), -std::numeric_limits<double>::infinity());
   return at::matmul(at::softmax(scores, -1), Vv);  // [B, n, d]
+}
+
+DioTrainer::Demonstrations DioTrainer::demonstrations(const DioBatch& b) const {
+  Demonstrations out;
+  if (!b.demo_ids.defined()) return out;
+  const int64_t B = b.batch.input_ids.size(0);
+  const auto& cfg = model_->config();
+  if (b.demo_ids.dim() != 3 || b.demo_ids.size(0) != B || b.demo_ids.size(1) < 1 || b.demo_ids.size(2) < 1)
+    throw ArgumentError("dio batch.demoIds: expected shape [" + std::to_string(B) + ", m, Ld] with m, Ld >= 1");
+  check_ids(b.demo_ids, "dio batch.demoIds", 0, cfg.vocab_size);
+  const auto dev = model_->shared->weight.device();
+  const int64_t m = b.demo_ids.size(1), Ld = b.demo_ids.size(2), d = cfg.d_model;
+  at::Tensor ids = b.demo_ids.to(at::kLong).to(dev);
+  at::Tensor mask = b.demo_mask.defined() ? (b.demo_mask.to(dev) != 0) : at::ones_like(ids, at::kBool);
+  if (!mask.sizes().equals(ids.sizes())) throw ArgumentError("dio batch.demoMask: must match demoIds' shape");
+  at::Tensor task = b.demo_task_ids.defined() ? b.demo_task_ids.to(at::kLong).to(dev) : at::full({B}, -1, ids.options());
+  if (task.dim() != 1 || task.size(0) != B)
+    throw ArgumentError("dio batch.demoTaskIds: expected shape [" + std::to_string(B) + "]");
+  const bool any_learnt = (task >= 0).any().item<bool>();
+  if (any_learnt) {
+    if (!demo_logits_.defined())
+      throw ArgumentError("dio batch.demoTaskIds: the trainer has no demonstration logits (options.numDemonstrations = 0)");
+    check_ids(task, "dio batch.demoTaskIds", -1, options_.num_tasks);
+    if (m != options_.num_demonstrations)
+      throw ArgumentError("dio batch.demoIds: expected " + std::to_string(options_.num_demonstrations) +
+                          " candidates per example (options.numDemonstrations), got " + std::to_string(m));
+  }
+  const auto wopts = model_->shared->weight.options();
+  at::Tensor first = at::zeros({B, m}, wopts);
+  first.select(1, 0).fill_(1.0);  // rows without logits: candidate 0
+  at::Tensor y;
+  if (any_learnt) {
+    at::Tensor valid = task >= 0;
+    at::Tensor a = demo_logits_.index_select(0, task.clamp_min(0));  // [B, m]
+    at::Tensor hard, soft;
+    if (b.demo_gumbel.defined()) {
+      if (!b.demo_gumbel.sizes().equals({B, m})) throw ArgumentError("dio batch.demoGumbel: expected shape [B, m]");
+      at::Tensor z = a + b.demo_gumbel.to(wopts);
+      hard = at::one_hot(z.detach().argmax(1), m).to(wopts);
+      soft = at::softmax(z / options_.gumbel_tau, 1);
+      y = hard + (soft - soft.detach());  // exactly `hard` in the forward, d y / d a = d soft / d a
+    } else {
+      y = at::one_hot(a.detach().argmax(1), m).to(wopts);
+    }
+    y = at::where(valid.unsqueeze(1), y, first);
+  } else {
+    y = first;
+  }
+  at::Tensor E = model_->shared->weight.index_select(0, ids.reshape({-1})).view({B, m, Ld * d});
+  out.weights = y;
+  out.embeds = at::bmm(y.unsqueeze(1), E).view({B, Ld, d});
+  out.index = y.detach().argmax(1);
+  out.mask = mask.gather(1, out.index.view({B, 1, 1}).expand({B, 1, Ld})).squeeze(1);
+  return out;
+}
+
+void DioTrainer::sample_demonstrations(DioBatch& b) {
+  if (!b.demo_ids.defined() || !demo_logits_.defined()) return;
+  const int64_t B = b.demo_ids.size(0), m = b.demo_ids.size(1);
+  // Gumbel(0, 1) = -log(-log U), U uniform in (0, 1) (float64, clamped away from 0 and 1).
+  at::Tensor u = at::rand({B * options_.shard_world, m}, gumbel_gen_, at::kDouble).clamp(1e-12, 1.0 - 1e-12);
+  b.demo_gumbel = -at::log(-at::log(u.narrow(0, B * options_.shard_rank, B)));
 }
 
 at::Tensor DioTrainer::loss(const DioBatch& b) {
@@ -143,8 +237,25 @@ at::Tensor DioTrainer::loss(const DioBatch& b) {
   in.attention_mask = b.batch.attention_mask;
   in.labels = b.batch.labels;
   if (!in.labels.defined()) throw ArgumentError("dio batch.labels: required for the loss");
-  in.prefix_embeds = soft_tokens(b);
-  return model_->forward(in).loss;
+  set_prefix(b, in);
+  at::Tensor l = model_->forward(in).loss;
+  return b.loss_scale == 1.0 ? l : l * b.loss_scale;
+}
+
+void DioTrainer::set_prefix(const DioBatch& b, t5::T5Inputs& in) const {
+  at::Tensor soft = soft_tokens(b);
+  auto demo = demonstrations(b);
+  if (!demo.embeds.defined()) {
+    in.prefix_embeds = soft;
+    return;
+  }
+  if (!soft.defined()) {
+    in.prefix_embeds = demo.embeds;
+    in.prefix_mask = demo.mask;
+    return;
+  }
+  in.prefix_embeds = at::cat({soft, demo.embeds.to(soft.scalar_type())}, 1);
+  in.prefix_mask = at::cat({at::ones({soft.size(0), soft.size(1)}, demo.mask.options()), demo.mask}, 1);
 }
 
 hypergrad::BilevelProblem DioTrainer::problem(const DioBatch& train, const DioBatch& meta) {
@@ -153,6 +264,7 @@ hypergrad::BilevelProblem DioTrainer::problem(const DioBatch& train, const DioBa
   pb.outer_params = phi();
   pb.inner_loss = [this, &train] { return loss(train); };
   pb.outer_loss = [this, &meta] { return loss(meta); };
+  pb.reduce = options_.reduce;  // data parallelism: every gradient / HVP / mixed product averaged over ranks
   return pb;
 }
 
@@ -162,21 +274,24 @@ DioStepStats DioTrainer::step(const DioBatch& train, const DioBatch* meta) {
   torch::AutoGradMode grad_on(true);
   model_->train();
   auto th = theta();
+  DioBatch tb = train;  // this step's sample of demonstrations, shared by the inner and the outer update
+  sample_demonstrations(tb);
   inner_opt_->zero_grad();
   {
-    at::Tensor l = loss(train);
+    at::Tensor l = loss(tb);
     auto g = torch::autograd::grad({l}, th, {}, false, false, /*allow_unused=*/true);
     torch::NoGradGuard ng;
     for (size_t i = 0; i < th.size(); ++i)
       if (g[i].defined()) th[i].mutable_grad() = g[i];
     st.train_loss = l.item<double>();
   }
+  if (options_.grad_sync) options_.grad_sync(th);  // mean over ranks before clipping
   st.inner_grad_norm = train::clip_grad_norm(th, options_.inner.clip_norm);
   inner_opt_->apply();
   inner_opt_->zero_grad();
   ++steps_;
   if (meta && options_.meta_every > 0 && steps_ % options_.meta_every == 0) {
-    auto pb = problem(train, *meta);
+    auto pb = problem(tb, *meta);
     const double t1 = now_s();
     auto res = hypergrad::compute_hypergradient(options_.hypergrad, pb, options_.hypergrad_options);
     st.hypergrad_seconds = now_s() - t1;
@@ -204,7 +319,7 @@ at::Tensor DioTrainer::generate(const DioBatch& b, int64_t max_new_tokens, int64
   t5::T5Inputs in;
   in.input_ids = b.batch.input_ids;
   in.attention_mask = b.batch.attention_mask;
-  in.prefix_embeds = soft_tokens(b);
+  set_prefix(b, in);
   t5::GenerateOptions go;
   go.max_new_tokens = max_new_tokens;
   go.num_beams = num_beams;
@@ -225,7 +340,9 @@ void DioTrainer::save_phi(const std::string& path) const {
   io::write_safetensors(path, t,
                         {{"format", "instill-dio"},
                          {"variant", options_.variant},
-                         {"prompt_length", std::to_string(options_.prompt_length)}});
+                         {"prompt_length", std::to_string(options_.prompt_length)},
+                         {"instruction_encoding", options_.instruction_encoding},
+                         {"num_demonstrations", std::to_string(options_.num_demonstrations)}});
 }
 
 void DioTrainer::load_phi(const std::string& path) {
@@ -236,6 +353,10 @@ void DioTrainer::load_phi(const std::string& path) {
   if (v != f.metadata.end() && v->second != options_.variant)
     throw FileError(path, "holds DIO instructions of variant \"" + v->second + "\", expected \"" + options_.variant +
                               "\"");
+  auto e = f.metadata.find("instruction_encoding");
+  if (options_.variant == "embedder" && e != f.metadata.end() && e->second != options_.instruction_encoding)
+    throw FileError(path, "holds an embedder reading instruction " + e->second + ", expected " +
+                              options_.instruction_encoding);
   torch::NoGradGuard ng;
   for (auto& kv : named_phi()) {
     auto it = got.find(kv.first);
@@ -245,6 +366,71 @@ void DioTrainer::load_phi(const std::string& path) {
                                 c10::str(kv.second.sizes()));
     kv.second.copy_(it->second.to(kv.second.options()));
   }
+}
+
+void DioTrainer::save_state(const std::string& path) const {
+  io::NamedTensors t;
+  for (auto& kv : inner_opt_->state_dict()) t.emplace_back("inner/" + kv.first, kv.second);
+  for (auto& kv : outer_opt_->state_dict()) t.emplace_back("outer/" + kv.first, kv.second);
+  for (auto& kv : train::rng_state()) t.emplace_back(kv.first, kv.second);
+  {
+    at::Generator g = gumbel_gen_;  // shares the generator (get_state is not const)
+    std::lock_guard<std::mutex> lock(g.mutex());
+    t.emplace_back("dio/gumbel_rng", g.get_state().clone());
+  }
+  t.emplace_back("dio/steps", torch::tensor({steps_}, at::kLong));
+  io::write_safetensors(path, t,
+                        {{"format", "instill-dio-training-state"},
+                         {"version", "1"},
+                         {"variant", options_.variant},
+                         {"inner", train::optim_config_to_json(inner_opt_->config())},
+                         {"outer", train::optim_config_to_json(outer_opt_->config())}});
+}
+
+void DioTrainer::load_state(const std::string& path) {
+  io::SafetensorsFile f = io::read_safetensors(path);
+  auto fmt = f.metadata.find("format");
+  if (fmt == f.metadata.end() || fmt->second != "instill-dio-training-state")
+    throw FileError(path, "not a DIO training state (metadata 'format' is missing or different)");
+  auto v = f.metadata.find("variant");
+  if (v == f.metadata.end() || v->second != options_.variant)
+    throw FileError(path, "training state of variant \"" + (v == f.metadata.end() ? "?" : v->second) +
+                              "\", expected \"" + options_.variant + "\"");
+  std::map<std::string, at::Tensor> inner, outer, rng;
+  at::Tensor gumbel, steps;
+  for (auto& [name, t] : f.tensors) {
+    if (name.rfind("inner/", 0) == 0) inner[name.substr(6)] = t;
+    else if (name.rfind("outer/", 0) == 0) outer[name.substr(6)] = t;
+    else if (name.rfind("rng/", 0) == 0) rng[name] = t;
+    else if (name == "dio/gumbel_rng") gumbel = t;
+    else if (name == "dio/steps") steps = t;
+    else throw FileError(path, "unknown tensor \"" + name + "\" in a DIO training state");
+  }
+  if (!steps.defined() || steps.numel() != 1 || steps.scalar_type() != at::kLong)
+    throw FileError(path, "missing or malformed \"dio/steps\"");
+  if (!gumbel.defined() || gumbel.scalar_type() != at::kByte || gumbel.dim() != 1)
+    throw FileError(path, "missing or malformed \"dio/gumbel_rng\"");
+  // Load into scratch optimizers first, so that a file that does not fit changes nothing.
+  train::Optimizer in2(inner_opt_->params(), inner_opt_->config());
+  train::Optimizer out2(outer_opt_->params(), outer_opt_->config());
+  try {
+    in2.load_state_dict(inner);
+    out2.load_state_dict(outer);
+  } catch (const ArgumentError& e) {
+    throw ArgumentError(path + ": " + e.what());
+  } catch (const RangeError& e) {
+    throw ArgumentError(path + ": " + e.what());
+  }
+  inner_opt_->load_state_dict(inner);
+  outer_opt_->load_state_dict(outer);
+  try {
+    train::set_rng_state(rng);
+    std::lock_guard<std::mutex> lock(gumbel_gen_.mutex());
+    gumbel_gen_.set_state(gumbel.contiguous());
+  } catch (const c10::Error& e) {
+    throw FileError(path, std::string("\"dio/gumbel_rng\" is not a valid generator state (") + e.what_without_backtrace() + ")");
+  }
+  steps_ = steps.item<int64_t>();
 }
 
 // ---------------------------------------------------------------------------------------------- bench

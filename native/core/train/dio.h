@@ -20,10 +20,34 @@
 //   theta = model parameters, phi = instruction parameters,
 //   L_train = mean token loss of the training batch with soft tokens, L_meta = the same on the meta batch.
 // meta_every = 0 never updates phi: "fixed instructions" (the baseline DIO is compared with).
+//
+// Instruction encoding of the embedder (options.instruction_encoding):
+//   "embeddings"  E = shared(instr_ids), the token embeddings (above);
+//   "encoder"     E = the model's encoder run on the written instruction alone (final-normed states), so the map
+//                 reads contextual states ("a trainable map from the encoded written instruction"). The encoder is
+//                 part of theta and not detached: gradients and HVPs through it stay exact; costs one more
+//                 encoder pass over L instruction tokens per example.
+//
+// Demonstration selection (DIO's instruction extractor; options.num_demonstrations = m > 0): every training task
+// t has learnable logits a[t] in R^m (phi "dio.demo_logits", zero = uniform) over m candidate demonstrations
+// (its positive examples, as token ids). Per example the batch carries the candidates demo_ids [B, m, Ld] with
+// demo_mask, and demo_task_ids [B] (row of a; -1 = no learnable distribution: candidate 0 is used, which is how
+// meta and unseen tasks run, their first positive example). In a training step one sample per example is drawn
+// with straight-through Gumbel-softmax from a private generator (seeded with options.seed, saved in the training
+// state): g ~ Gumbel(0, 1), s = softmax((a[t] + g) / tau), h = one_hot(argmax(a[t] + g)),
+//   y = h + (s - stop_grad(s))   (equals h exactly in the forward; d y / d a = d s / d a),
+//   D = sum_j y_j shared(demo_ids[:, j])   [B, Ld, d],
+// and D is prepended to the encoder input after the soft instruction tokens with the selected candidate's mask
+// (prefix = [soft tokens | D]). The forward thus equals the model reading the selected demonstration's tokens at
+// that position; d loss / d a flows through s. The same sample serves the inner update and every closure call of
+// the hypergradient (the noise is drawn once per step), so the outer update reaches a through the mixed
+// second-order term d^2 L_train / d theta d a. Outside a training step (no noise drawn) the argmax of a[t] is
+// used: evaluation of seen tasks.
 #pragma once
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,7 +68,17 @@ struct DioOptions {
   train::OptimConfig inner;  // theta
   train::OptimConfig outer;  // phi
   int64_t meta_every = 1;    // outer update every meta_every inner steps; 0 = never
-  uint64_t seed = 0;         // initialisation of phi
+  uint64_t seed = 0;         // initialisation of phi, Gumbel noise
+  std::string instruction_encoding = "embeddings";  // embedder variant: "embeddings" | "encoder"
+  int64_t num_demonstrations = 0;  // m candidate demonstrations per training task (0 = no demonstration selection)
+  double gumbel_tau = 1.0;         // Gumbel-softmax temperature
+  // Data parallelism (dist/process_group.h): replaces each inner gradient by its mean over ranks before clipping
+  // (nullptr = one process), and hypergrad::BilevelProblem::reduce for the hypergradient's products.
+  train::GradSync grad_sync;
+  std::function<void(std::vector<at::Tensor>&)> reduce;
+  // This worker's contiguous shard of every global batch (rank of world; src/dist shardItems): the Gumbel noise is
+  // drawn for the whole global batch and sliced, so the samples equal a single process's.
+  int64_t shard_rank = 0, shard_world = 1;
 
   // ArgumentError / RangeError naming the field.
   void validate() const;
@@ -56,6 +90,14 @@ struct DioBatch {
   at::Tensor task_ids;     // [B] int64 rows of P (prompt variant; undefined = no soft prompt)
   at::Tensor instr_ids;    // [B, L] int64 written-instruction ids (embedder variant; undefined = none)
   at::Tensor instr_mask;   // [B, L] (nonzero = token)
+  at::Tensor demo_ids;       // [B, m, Ld] candidate demonstrations' token ids (undefined = no demonstration)
+  at::Tensor demo_mask;      // [B, m, Ld] (nonzero = token; undefined = all ones)
+  at::Tensor demo_task_ids;  // [B] rows of the demonstration logits, -1 = candidate 0 (undefined = all -1)
+  at::Tensor demo_gumbel;    // [B, m] Gumbel noise of this step (set by sample_demonstrations; undefined = argmax)
+  // Multiplies the mean token loss. Data parallelism: (this shard's label tokens * world) / (the global batch's), so
+  // that the mean over ranks of the scaled shard losses (and of their gradients and products) is exactly the
+  // global batch's mean token loss. 1 in one process.
+  double loss_scale = 1.0;
 };
 
 struct DioStepStats {
@@ -78,13 +120,23 @@ class DioTrainer {
 
   // The soft tokens [B, n, d] for a batch (undefined when the batch selects none).
   at::Tensor soft_tokens(const DioBatch& b) const;
+  // Demonstration selection: the weights y [B, m] (straight-through when b.demo_gumbel is set, else the hard
+  // argmax / candidate 0), the mixed demonstration embeddings [B, Ld, d] and the selected mask [B, Ld] (bool).
+  // Undefined tensors when the batch carries no demonstrations.
+  struct Demonstrations {
+    at::Tensor weights, embeds, mask, index;  // index [B]: the selected candidate
+  };
+  Demonstrations demonstrations(const DioBatch& b) const;
+  // Draws this step's Gumbel noise into b.demo_gumbel from the trainer's generator (no-op without demonstrations).
+  void sample_demonstrations(DioBatch& b);
   // Mean token loss of a batch with its soft tokens (the model's mode decides dropout).
   at::Tensor loss(const DioBatch& b);
 
   // The bilevel problem for one (training, meta) pair: closures refer to the batches, which must outlive it.
   hypergrad::BilevelProblem problem(const DioBatch& train, const DioBatch& meta);
 
-  // One inner step on `train`, then (every meta_every steps, when `meta` is given) one outer step.
+  // One inner step on `train`, then (every meta_every steps, when `meta` is given) one outer step. With
+  // demonstrations, draws the step's Gumbel noise for `train` first (sample_demonstrations on a copy).
   DioStepStats step(const DioBatch& train, const DioBatch* meta);
 
   // Greedy / beam generation with the batch's soft tokens (no autograd).
@@ -98,6 +150,13 @@ class DioTrainer {
   // restores them (shape-checked).
   void save_phi(const std::string& path) const;
   void load_phi(const std::string& path);
+  // Training state (one safetensors file, atomic): both optimizers ("inner/optimizer/...", "inner/scheduler/step",
+  // "outer/..."), the default generators ("rng/cpu", ...), the Gumbel generator ("dio/gumbel_rng") and the step
+  // counter ("dio/steps"; it decides when the next outer update runs). With the model weights and phi this is
+  // everything a resumed run needs to continue bit for bit. load_state checks the optimizers' names and
+  // parameters and changes nothing when the file does not fit (FileError / ArgumentError naming the file).
+  void save_state(const std::string& path) const;
+  void load_state(const std::string& path);
 
   t5::T5ForConditionalGeneration& model() { return model_; }
   const DioOptions& options() const { return options_; }
@@ -106,11 +165,16 @@ class DioTrainer {
   int64_t steps() const { return steps_; }
 
  private:
+  // prefix_embeds / prefix_mask of the model input: [soft tokens | selected demonstration].
+  void set_prefix(const DioBatch& b, t5::T5Inputs& in) const;
+
   t5::T5ForConditionalGeneration model_;
   DioOptions options_;
   hypergrad::HypergradSpec spec_;
   at::Tensor prompts_;              // prompt variant
   at::Tensor query_, key_, value_;  // embedder variant
+  at::Tensor demo_logits_;          // [num_tasks, m] (demonstration selection)
+  at::Generator gumbel_gen_;
   std::unique_ptr<train::Optimizer> inner_opt_, outer_opt_;
   int64_t steps_ = 0;
 };
