@@ -147,7 +147,8 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
                         InstanceMethod<&TagiWrap::Generate>("generate"),
                         InstanceMethod<&TagiWrap::ScoreOptions>("scoreOptions"),
                         InstanceMethod<&TagiWrap::WriteAdapter>("writeAdapter"),
-                        InstanceMethod<&TagiWrap::Save>("save"), InstanceMethod<&TagiWrap::Cancel>("cancel"),
+                        InstanceMethod<&TagiWrap::Save>("save"), InstanceMethod<&TagiWrap::SaveState>("saveState"),
+                        InstanceMethod<&TagiWrap::LoadState>("loadState"), InstanceMethod<&TagiWrap::Cancel>("cancel"),
                         InstanceMethod<&TagiWrap::Dispose>("dispose"),
                         InstanceAccessor<&TagiWrap::Busy>("busy")});
   }
@@ -489,6 +490,30 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
                    hypernet::save_hypernet(*st->tagi.hypernet, dir + "/hypernet.safetensors");
                    if (st->train_base) t5::save_pretrained(*st->tagi.model, dir + "/model");
                  },
+                 nullptr, false);
+    });
+  }
+
+  // saveState(path) / loadState(path) -> Promise<void>: the optimizer state, the scheduler step and the RNG states
+  // (train::save_training_state / load_training_state, one safetensors file), for checkpoints. loadState needs
+  // setOptimizer() first, with the same optimizer over the same parameters (hypernetwork, + base with trainBase).
+  Napi::Value SaveState(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      CheckUsable("saveState");
+      if (!st_->optimizer) throw Napi::Error::New(Env(), "Tagi.saveState: call setOptimizer() first");
+      std::string path = RequireString(info[0], "path");
+      auto st = st_;
+      return Run(info, "saveState", [st, path](const Reporter&) { train::save_training_state(path, *st->optimizer); },
+                 nullptr, false);
+    });
+  }
+  Napi::Value LoadState(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      CheckUsable("loadState");
+      if (!st_->optimizer) throw Napi::Error::New(Env(), "Tagi.loadState: call setOptimizer() first");
+      std::string path = RequireString(info[0], "path");
+      auto st = st_;
+      return Run(info, "loadState", [st, path](const Reporter&) { train::load_training_state(path, *st->optimizer); },
                  nullptr, false);
     });
   }

@@ -9,9 +9,10 @@ import { writeEvalFiles } from "../eval/evaluate.js";
 import { loadTokenizer } from "../model/tokenizer.js";
 import { parseLoraSpec, resolveConfig } from "../train/config.js";
 import { JsonlLogger } from "../train/logger.js";
+import { CheckpointManager, type CheckpointInfo } from "../train/checkpoint.js";
 import { train } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/fs.js";
-import { DEFAULT_LOSS, pretrainExamples, Tagi, tagiExamples, taskInstruction, type TagiDataOptions } from "../tagi/tagi.js";
+import { DEFAULT_LOSS, pretrainExamples, Tagi, tagiExamples, taskInstruction, type StageResult, type TagiDataOptions } from "../tagi/tagi.js";
 import type { TagiHypernetOptions } from "../native/types.js";
 
 const int = (name: string) => (v: string) => {
@@ -44,8 +45,29 @@ interface Flags {
   teachers?: string;
   kl: boolean;
   mse: boolean;
+  checkpointEvery: number;
+  keepCheckpoints: number;
+  resume?: boolean;
   quiet?: boolean;
 }
+
+/** trainer_state.json of a TAGI checkpoint (besides hypernet.safetensors, model/ with --train-base, tagi_state.safetensors). */
+interface TagiCheckpointState {
+  step: number;
+  stage: "pretrain" | "train";
+  losses: number[];
+  ce: (number | null)[];
+  kl: (number | null)[];
+  mse: (number | null)[];
+  /** Examples drawn so far (step * batch size): the order is a function of (seed, step), see StageOrder. */
+  dataPosition: number;
+  total: number;
+  batchSize: number;
+  seed: number;
+  worldSize: number;
+}
+
+const TAGI_STATE = "tagi_state.safetensors";
 
 const DATA: TagiDataOptions = { maxSourceLength: 512, maxTargetLength: 64, maxInstructionLength: 256 };
 
@@ -70,7 +92,10 @@ function trainingFlags(c: Command): Command {
     .option("--modules <list>", "target modules (q,k,v,o,wi,wo)", "q,v")
     .option("--no-fusion", "do not give the encoded instruction to the decoder")
     .option("--train-base", "train the base model together with the hypernetwork", false)
-    .option("--hypernet <file>", "start from this hypernet.safetensors (from pretrain)");
+    .option("--hypernet <file>", "start from this hypernet.safetensors (from pretrain)")
+    .option("--checkpoint-every <n>", "checkpoint interval in steps (also at the end and on Ctrl-C)", int("--checkpoint-every"), 100)
+    .option("--keep-checkpoints <n>", "checkpoints kept", int("--keep-checkpoints"), 2)
+    .option("--resume", "continue from the last checkpoint in --out (any number of workers)");
 }
 
 function hyperOpts(f: Flags): TagiHypernetOptions {
@@ -122,11 +147,31 @@ async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGrou
   }
   const useTeachers = teachers.length > 0 && (f.kl || f.mse);
   if (!useTeachers) teachers = [];
-  // The same seed on every rank: the same hypernetwork init (and the same batches below).
-  const tagi = await Tagi.load(f.model, {
+  if (f.checkpointEvery < 1) throw new RangeError(`--checkpoint-every: must be >= 1, got ${f.checkpointEvery}`);
+  if (f.keepCheckpoints < 1) throw new RangeError(`--keep-checkpoints: must be >= 1, got ${f.keepCheckpoints}`);
+  const ckpt = new CheckpointManager(f.out, f.keepCheckpoints);
+  let latest: CheckpointInfo | undefined;
+  let state: TagiCheckpointState | undefined;
+  if (f.resume) {
+    latest = ckpt.latest();
+    if (!latest) throw new Error(`--resume: no checkpoint found in ${ckpt.root}`);
+    state = ckpt.readState<TagiCheckpointState>(latest);
+    const differs = (what: string, was: unknown, now: unknown) => {
+      if (was !== now) throw new Error(`--resume: ${latest!.dir} is from a run with ${what} ${String(was)}, not ${String(now)}`);
+    };
+    differs("stage", state.stage, stage);
+    differs("--batch-size", state.batchSize, f.batchSize);
+    differs("--seed", state.seed, f.seed);
+    if (f.trainBase !== existsSync(join(latest.dir, "model", "config.json")))
+      throw new Error(`--resume: ${latest.dir} was written ${f.trainBase ? "without" : "with"} --train-base`);
+  }
+  // The same seed on every rank: the same hypernetwork init (and the same batches below). A resumed run takes the
+  // hypernetwork (and the trained base) from the checkpoint; the teachers keep the original base.
+  const tagi = await Tagi.load(latest && f.trainBase ? join(latest.dir, "model") : f.model, {
     hypernet: hyperOpts(f),
-    hypernetPath: f.hypernet,
+    hypernetPath: latest ? join(latest.dir, "hypernet.safetensors") : f.hypernet,
     teachers: useTeachers ? teachers : undefined,
+    teacherModelDir: latest && f.trainBase && useTeachers ? f.model : undefined,
     trainBase: f.trainBase,
     seed: f.seed,
   });
@@ -136,6 +181,35 @@ async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGrou
         ? pretrainExamples(split.train, tok, DATA, f.seed)
         : tagiExamples(split.train, tok, DATA, { seed: f.seed, training: true, teacherIndex: useTeachers ? (n) => index.get(n) ?? -1 : undefined });
     const loss = stage === "pretrain" ? { ...DEFAULT_LOSS, ce: 1, kl: 0, mse: 0 } : { ...DEFAULT_LOSS, kl: f.kl && useTeachers ? DEFAULT_LOSS.kl : 0, mse: f.mse && useTeachers ? DEFAULT_LOSS.mse : 0, ce: useTeachers && f.kl ? DEFAULT_LOSS.ce : 1 };
+    const ws = world > 1 ? { world_size: world } : {};
+    const log = writer ? new JsonlLogger(join(f.out, "metrics.jsonl")) : undefined;
+    if (latest && state) {
+      log?.truncateAfter(state.step);
+      log?.log({ event: "resumed", step: state.step, checkpoint: latest.dir, ...ws });
+      if (writer && !f.quiet) process.stderr.write(`${stage}: resuming from ${latest.dir} (step ${state.step})\n`);
+    }
+    const save = async (res: StageResult) => {
+      if (writer) {
+        const st: Omit<TagiCheckpointState, "step"> = {
+          stage,
+          losses: res.losses,
+          ce: res.ce,
+          kl: res.kl,
+          mse: res.mse,
+          dataPosition: res.steps * Math.min(f.batchSize, examples.length),
+          total: f.steps,
+          batchSize: f.batchSize,
+          seed: f.seed,
+          worldSize: world,
+        };
+        await ckpt.save(res.steps, st as unknown as Record<string, unknown>, async (dir) => {
+          await tagi.save(dir);
+          await tagi.saveState(join(dir, TAGI_STATE));
+        });
+      }
+      // No rank goes on (or leaves) before rank 0 has written the checkpoint.
+      await pg?.barrier();
+    };
     const r = await tagi.trainStage(examples, tok, {
       steps: f.steps,
       batchSize: f.batchSize,
@@ -144,15 +218,21 @@ async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGrou
       seed: f.seed,
       loss,
       processGroup: pg,
+      checkpoint: { every: f.checkpointEvery, save },
+      resume: latest && state ? { statePath: join(latest.dir, TAGI_STATE), result: { ...state, steps: state.step } } : undefined,
+      onSteps: (res, before) => {
+        for (let i = before; i < res.steps; i++) log?.log({ step: i + 1, loss: res.losses[i], ce: res.ce[i], kl: res.kl[i], mse: res.mse[i], ...ws });
+      },
       onProgress: (s, n, l) => {
         if (!f.quiet && writer) process.stderr.write(`\r${stage} ${s}/${n} loss ${l.toFixed(4)}`);
       },
     });
-    if (writer) {
+    if (writer && r.interrupted) {
       if (!f.quiet) process.stderr.write("\n");
-      const log = new JsonlLogger(join(f.out, "metrics.jsonl"));
-      const ws = world > 1 ? { world_size: world } : {};
-      r.losses.forEach((l, i) => log.log({ step: i + 1, loss: l, ce: r.ce[i], kl: r.kl[i], mse: r.mse[i], ...ws }));
+      log?.log({ event: "interrupted", steps: r.steps });
+      process.stdout.write(`${stage}: interrupted after ${r.steps} of ${f.steps} steps; checkpoint in ${ckpt.root}, continue with --resume\n`);
+    } else if (writer) {
+      if (!f.quiet) process.stderr.write("\n");
       await tagi.save(f.out);
       writeFileAtomic(
         join(f.out, "tagi.json"),

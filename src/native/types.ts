@@ -474,6 +474,10 @@ export interface NativeTagi {
   scoreOptions(batch: TagiBatchHost, options: number[][][]): Promise<number[][]>;
   writeAdapter(instrIds: HostTensor, dir: string, options?: { baseModel?: string }): Promise<{ modules: number; seconds: number }>;
   save(dir: string): Promise<void>;
+  /** Optimizer state + scheduler step + RNG states to one safetensors file (checkpoints). */
+  saveState(path: string): Promise<void>;
+  /** Restores what saveState wrote; call setOptimizer first (same optimizer, same trainable parameters). */
+  loadState(path: string): Promise<void>;
   cancel(): void;
   dispose(): void;
   readonly busy: boolean;

@@ -177,6 +177,16 @@ export interface StageOptions {
    * one process on the global batch.
    */
   processGroup?: ProcessGroup;
+  /**
+   * Checkpoints (optional; instill tagi pretrain|train): `save` is called on every rank after each multiple of
+   * `every` steps, at the end and after Ctrl-C (SIGINT then stops the stage at the next call boundary); it writes
+   * (rank 0) and synchronizes the ranks. Use `saveState` inside it for the optimizer/scheduler/RNG state.
+   */
+  checkpoint?: { every: number; save: (res: StageResult) => Promise<void> };
+  /** Continue a checkpointed stage: the state file saveState wrote and the result up to that step. */
+  resume?: { statePath: string; result: Pick<StageResult, "steps" | "losses" | "ce" | "kl" | "mse"> };
+  /** After each call: the result so far and the number of steps it had before the call. */
+  onSteps?: (res: StageResult, before: number) => void;
 }
 
 export interface StageResult {
@@ -186,6 +196,37 @@ export interface StageResult {
   kl: (number | null)[];
   mse: (number | null)[];
   seconds: number;
+  /** Stopped by Ctrl-C before o.steps (a checkpoint was written when checkpoints are on). */
+  interrupted?: boolean;
+}
+
+/**
+ * The stage's batch order as a pure function of (seed, step): the examples are shuffled once per epoch by one Rng
+ * seeded with `seed` (epoch e's order is the e-th shuffle of 0..n-1, so it is the order the lazy draw always gave),
+ * and global batch `step` takes positions [step * b, (step + 1) * b) of the concatenated epochs (b = min(batchSize,
+ * n)), so a resumed run draws the batches the uninterrupted one would have.
+ */
+export class StageOrder {
+  private readonly rng: Rng;
+  private readonly epochs: number[][] = [];
+  readonly perBatch: number;
+
+  constructor(readonly n: number, batchSize: number, seed: number) {
+    this.rng = new Rng(seed);
+    this.perBatch = Math.min(batchSize, n);
+  }
+
+  private epoch(e: number): number[] {
+    while (this.epochs.length <= e) this.epochs.push(this.rng.shuffle(Array.from({ length: this.n }, (_, i) => i)));
+    return this.epochs[e];
+  }
+
+  /** Example indices of global batch `step` (0-based). */
+  batch(step: number): number[] {
+    const out: number[] = [];
+    for (let p = step * this.perBatch; p < (step + 1) * this.perBatch; p++) out.push(this.epoch(Math.floor(p / this.n))[p % this.n]);
+    return out;
+  }
 }
 
 /**
@@ -231,42 +272,62 @@ export class Tagi {
       schedule: "linear",
       clipNorm: 1.0,
     });
-    const rng = new Rng(o.seed);
-    let order: number[] = [];
-    let pos = 0;
-    const next = (): TagiExample[] => {
-      const out: TagiExample[] = [];
-      while (out.length < Math.min(o.batchSize, examples.length)) {
-        if (pos >= order.length) {
-          order = examples.map((_, i) => i);
-          rng.shuffle(order);
-          pos = 0;
-        }
-        out.push(examples[order[pos++]]);
-      }
-      return out;
-    };
+    const order = new StageOrder(examples.length, o.batchSize, o.seed);
     const res: StageResult = { steps: 0, losses: [], ce: [], kl: [], mse: [], seconds: 0 };
-    const per = o.stepsPerCall ?? 20;
-    const t0 = Date.now();
-    while (res.steps < o.steps) {
-      const n = Math.min(per, o.steps - res.steps);
-      const batches = Array.from({ length: n }, () => {
-        const global = next();
-        if (world === 1) return collateTagi(global, tok.padId);
-        const shard = shardItems(global, rank, world);
-        return { ...collateTagi(shard, tok.padId), lossScale: shardLossScale(shard, global, world) };
-      });
-      const r: TagiStepsResult = await this.native.trainSteps(batches, pg ? { processGroup: pg } : {});
-      if (pg) await averageOverRanks(pg, r);
-      res.losses.push(...r.losses);
-      res.ce.push(...r.ce);
-      res.kl.push(...r.kl);
-      res.mse.push(...r.mse);
-      res.steps += r.losses.length;
-      o.onProgress?.(res.steps, o.steps, r.losses[r.losses.length - 1]);
-      if (r.cancelled) break;
+    if (o.resume) {
+      await this.native.loadState(o.resume.statePath);
+      const r = o.resume.result;
+      Object.assign(res, { steps: r.steps, losses: [...r.losses], ce: [...r.ce], kl: [...r.kl], mse: [...r.mse] });
     }
+    // Dropout under data parallelism: ranks > 0 reseed from (seed, rank, step) so the workers draw different masks
+    // (as `instill train` does; rank 0 keeps the single-process stream and the checkpointed generator state).
+    if (world > 1 && rank > 0) loadAddon().manualSeed((o.seed + 1_000_003 * rank + res.steps) % 2 ** 52);
+    const per = o.stepsPerCall ?? 20;
+    const every = o.checkpoint ? Math.max(1, o.checkpoint.every) : Infinity;
+    // Ctrl-C with checkpoints: stop after the current call (alone, cancelled mid-call), checkpoint, return. With a
+    // group, every rank finishes the call and the ranks stop together, on the flag all-gathered after it (a signal
+    // that lands later is seen after the next call), so no rank leaves while another enters an all-reduce.
+    let interrupted = false;
+    let stop = false;
+    const onSigint = () => {
+      interrupted = true;
+      if (!pg) this.native.cancel();
+    };
+    if (o.checkpoint) process.on("SIGINT", onSigint);
+    const t0 = Date.now();
+    try {
+      while (res.steps < o.steps && !stop && !(interrupted && !pg)) {
+        const nextCkpt = (Math.floor(res.steps / every) + 1) * every;
+        const n = Math.min(per, o.steps - res.steps, nextCkpt - res.steps);
+        const batches = Array.from({ length: n }, (_, i) => {
+          const global = order.batch(res.steps + i).map((k) => examples[k]);
+          if (world === 1) return collateTagi(global, tok.padId);
+          const shard = shardItems(global, rank, world);
+          return { ...collateTagi(shard, tok.padId), lossScale: shardLossScale(shard, global, world) };
+        });
+        const r: TagiStepsResult = await this.native.trainSteps(batches, pg ? { processGroup: pg } : {});
+        if (pg) {
+          await averageOverRanks(pg, r);
+          if (o.checkpoint && Math.max(...(await pg.allgatherScalars([interrupted ? 1 : 0]))) > 0) stop = true;
+        } else stop = interrupted;
+        const before = res.steps;
+        res.losses.push(...r.losses);
+        res.ce.push(...r.ce);
+        res.kl.push(...r.kl);
+        res.mse.push(...r.mse);
+        res.steps += r.losses.length;
+        if (r.cancelled) stop = true;
+        o.onSteps?.(res, before);
+        if (r.losses.length > 0) o.onProgress?.(res.steps, o.steps, r.losses[r.losses.length - 1]);
+        if (o.checkpoint && (res.steps % every === 0 || res.steps >= o.steps || stop)) {
+          res.seconds = (Date.now() - t0) / 1000;
+          await o.checkpoint.save(res);
+        }
+      }
+    } finally {
+      if (o.checkpoint) process.off("SIGINT", onSigint);
+    }
+    res.interrupted = res.steps < o.steps;
     res.seconds = (Date.now() - t0) / 1000;
     return res;
   }
@@ -309,6 +370,11 @@ export class Tagi {
 
   save(dir: string): Promise<void> {
     return this.native.save(dir);
+  }
+
+  /** Optimizer state + scheduler step + RNG states (checkpoints; after trainStage has set the optimizer). */
+  saveState(path: string): Promise<void> {
+    return this.native.saveState(path);
   }
 
   dispose(): void {

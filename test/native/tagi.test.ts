@@ -11,7 +11,8 @@ import { demoModelConfig } from "../../src/demo/demo.js";
 import { T5Model } from "../../src/model/model.js";
 import { installTokenizer, loadTokenizer } from "../../src/model/tokenizer.js";
 import { loadAddon } from "../../src/native/binding.js";
-import { collateTagi, pretrainExamples, shardLossScale, Tagi, tagiExamples, taskInstruction } from "../../src/tagi/tagi.js";
+import { collateTagi, pretrainExamples, shardLossScale, StageOrder, Tagi, tagiExamples, taskInstruction } from "../../src/tagi/tagi.js";
+import { Rng } from "../../src/util/rng.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "instill-tagi-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -116,6 +117,46 @@ describe("TAGI native", () => {
     expect(b).toEqual({ ce: (4 * 2) / 8, kl: (2 * 2) / 5, mse: 1 });
     // no teacher anywhere: the KL and MSE shares are 0 (the terms are off)
     expect(shardLossScale([ex(1, -1)], [ex(1, -1), ex(3, -1)], 2)).toEqual({ ce: 0.5, kl: 0, mse: 0 });
+  });
+
+  it("draws a stage's batches as a pure function of (seed, step): the lazy per-epoch shuffle, indexable", () => {
+    // The order the stage always drew: one Rng, a fresh shuffle of 0..n-1 whenever an epoch runs out.
+    const n = 7;
+    const bs = 3;
+    const rng = new Rng(9);
+    let order: number[] = [];
+    let pos = 0;
+    const lazy = Array.from({ length: 10 }, () =>
+      Array.from({ length: bs }, () => {
+        if (pos >= order.length) [order, pos] = [rng.shuffle(Array.from({ length: n }, (_, i) => i)), 0];
+        return order[pos++];
+      }),
+    );
+    const o = new StageOrder(n, bs, 9);
+    expect(Array.from({ length: 10 }, (_, s) => o.batch(s))).toEqual(lazy);
+    // A resumed stage starts anywhere: a fresh order gives step 8's batch without drawing the earlier ones first.
+    expect(new StageOrder(n, bs, 9).batch(8)).toEqual(lazy[8]);
+    expect(new StageOrder(2, 4, 1).batch(3)).toHaveLength(2); // batch size capped at the number of examples
+  });
+
+  it("saves and restores the optimizer/scheduler/RNG state, refusing a state that does not fit", async () => {
+    const tagi = await Tagi.load(modelDir, { hypernet: { rank: 2 }, seed: 3 });
+    const other = await Tagi.load(modelDir, { hypernet: { rank: 2 }, seed: 3 });
+    try {
+      const path = join(tmp, "tagi_state.safetensors");
+      await expect(Promise.resolve().then(() => tagi.saveState(path))).rejects.toThrow(/setOptimizer/);
+      tagi.native.setOptimizer({ name: "adamw", lr: 1e-3, totalSteps: 4 });
+      await tagi.saveState(path);
+      await expect(Promise.resolve().then(() => other.native.loadState(path))).rejects.toThrow(/setOptimizer/);
+      other.native.setOptimizer({ name: "adafactor", lr: 1e-3, totalSteps: 4 });
+      await expect(other.native.loadState(path)).rejects.toThrow(/optimizer 'adamw'.*'adafactor'/);
+      other.native.setOptimizer({ name: "adamw", lr: 1e-3, totalSteps: 4 });
+      await other.native.loadState(path);
+      await expect(other.native.loadState(join(tmp, "missing.safetensors"))).rejects.toThrow();
+    } finally {
+      tagi.dispose();
+      other.dispose();
+    }
   });
 
   it("rejects malformed batches with a message naming the field", async () => {
