@@ -106,8 +106,14 @@ at::Tensor OptionalTensor(const Napi::Object& o, const char* key, const std::str
 train::Batch BatchFromJs(const Napi::Value& v, const std::string& arg, const t5::T5Config& cfg, bool labels_required,
                          at::Device device) {
   auto o = RequireObject(v, arg);
-  return train::check_batch(cfg, OptionalTensor(o, "inputIds", arg), OptionalTensor(o, "attentionMask", arg),
-                            OptionalTensor(o, "labels", arg), arg, labels_required, device);
+  train::Batch b = train::check_batch(cfg, OptionalTensor(o, "inputIds", arg), OptionalTensor(o, "attentionMask", arg),
+                                      OptionalTensor(o, "labels", arg), arg, labels_required, device);
+  if (auto x = OptionalField(o, "lossScale")) {
+    b.loss_scale = RequireNumber(*x, arg + ".lossScale");
+    if (!(b.loss_scale >= 0) || !std::isfinite(b.loss_scale))
+      throw RangeError(arg + ".lossScale: expected a finite number >= 0, got " + std::to_string(b.loss_scale));
+  }
+  return b;
 }
 
 std::vector<train::Batch> BatchesFromJs(const Napi::Value& v, const std::string& arg, const t5::T5Config& cfg,

@@ -29,6 +29,11 @@ export interface Batch {
   inputIds: HostTensor<"int32">;
   attentionMask: HostTensor<"int32">;
   labels?: HostTensor<"int32">;
+  /**
+   * Training only: multiplies the batch's mean token loss (default 1). Data parallelism sets it to this shard's
+   * share of the global batch's label tokens times the world size, so the mean over ranks is the global token mean.
+   */
+  lossScale?: number;
 }
 
 export interface LoraOptions {

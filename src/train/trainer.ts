@@ -131,7 +131,16 @@ export async function trainOnTasks(
       for (let s = step; s < step + n; s++)
         for (let a = 0; a < accum; a++) {
           const items = schedule.examples(s * accum + a);
-          batches.push(collate(world > 1 ? shardItems(items, rank, world) : items, tok.padId));
+          if (world === 1) {
+            batches.push(collate(items, tok.padId));
+            continue;
+          }
+          // This rank's shard, its loss scaled by its share of the global batch's label tokens: the mean over
+          // ranks (gradients natively, logged losses below) is then exactly the single-process token mean.
+          const mine = shardItems(items, rank, world);
+          const tokens = (xs: typeof items) => xs.reduce((n, e) => n + e.tgt.length, 0);
+          const all = tokens(items);
+          batches.push({ ...collate(mine, tok.padId), lossScale: all > 0 ? (tokens(mine) * world) / all : 1 });
         }
       const res = await model.trainSteps(batches, pg ? { processGroup: pg } : {});
       const done = res.losses.length;

@@ -19,8 +19,8 @@ function setup(dropout = 0.0) {
 describe("instill launch -- train (Gloo on loopback)", () => {
   it("2 workers follow the single-process loss curve and rank 0 writes the checkpoint", () => {
     const { root, data, model } = setup();
-    // Equal shard sizes and identical lengths per shard are not guaranteed, so compare with a tolerance that a
-    // wrong averaging (sum instead of mean, or no all-reduce) would exceed by far.
+    // Shards hold different numbers of label tokens; each rank scales its loss by its share of the global batch's
+    // tokens, so the averaged gradients and losses are the single-process token mean (float32 rounding apart).
     const args = ["--model", model, "--data", data, "--steps", "3", "--batch-size", "4", "--max-train-instances", "2", "--max-source-length", "64", "--lr", "0.003", "--set", "logEvery=1", "--set", "optimizer.clipNorm=0", "-q"];
     const one = join(root, "one");
     const a = run(["train", ...args, "--out", one]);
@@ -31,7 +31,7 @@ describe("instill launch -- train (Gloo on loopback)", () => {
     const l1 = losses(one);
     const l2 = losses(two);
     expect(l2.length).toBe(l1.length);
-    expect(Math.abs(l2[0] - l1[0])).toBeLessThan(0.05); // same initial parameters, same examples
+    for (let i = 0; i < l1.length; i++) expect(Math.abs(l2[i] - l1[i])).toBeLessThan(1e-5 * Math.abs(l1[i]));
     expect(existsSync(join(two, "model", "model.safetensors"))).toBe(true);
     expect(existsSync(join(two, "checkpoints", "step-0000003", "trainer_state.json"))).toBe(true);
   });

@@ -71,7 +71,8 @@ LossFn t5_loss_fn(t5::T5ForConditionalGenerationImpl& model) {
     in.input_ids = b.input_ids;
     in.attention_mask = b.attention_mask;
     in.labels = b.labels;
-    return model.forward(in).loss;
+    at::Tensor loss = model.forward(in).loss;
+    return b.loss_scale == 1.0 ? loss : loss * b.loss_scale;
   };
 }
 

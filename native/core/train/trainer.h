@@ -32,6 +32,10 @@ struct Batch {
   at::Tensor input_ids;       // [B, S]
   at::Tensor attention_mask;  // [B, S]
   at::Tensor labels;          // [B, T]
+  // Multiplies the mean token loss (t5_loss_fn). Data parallelism: (this shard's label tokens * world) / (the
+  // global batch's), so that the mean over ranks of the shard losses and gradients is the global batch's token mean
+  // even when shards hold different numbers of label tokens. 1 in one process.
+  double loss_scale = 1.0;
 };
 
 // Returns the mean token loss of one micro-batch, with autograd history (grad mode is on).
