@@ -1,5 +1,6 @@
 // instill tagi teach | pretrain | train | generate | eval: task adapters generated from instructions (issue 7).
 import type { Command } from "commander";
+import { int, num } from "./parse.js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadSplitTasks } from "../data/index.js";
@@ -15,16 +16,6 @@ import { writeFileAtomic } from "../util/fs.js";
 import { DEFAULT_LOSS, pretrainExamples, Tagi, tagiExamples, taskInstruction, type StageResult, type TagiDataOptions } from "../tagi/tagi.js";
 import type { TagiHypernetOptions } from "../native/types.js";
 
-const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new TypeError(`${name}: expected an integer, got '${v}'`);
-  return n;
-};
-const num = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new TypeError(`${name}: expected a number, got '${v}'`);
-  return n;
-};
 
 interface Flags {
   model: string;

@@ -8,7 +8,7 @@
 // is the global batch's loss; rank 0 writes).
 import { mkdirSync, readFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { isWriter, shardItems, type ProcessGroup } from "../dist/index.js";
+import { anyRank, isWriter, labelTokens, shardItems, shardShare, type ProcessGroup } from "../dist/index.js";
 import type { EncodingOptions, SniTask } from "../data/types.js";
 import { evaluateTasks, type EvalResult } from "../eval/evaluate.js";
 import { T5Model } from "../model/model.js";
@@ -422,9 +422,7 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
   const shardBatch = (exs: TokenizedExample[], select: Parameters<typeof dioBatch>[3]): DioBatchHost => {
     if (world === 1) return dioBatch(exs, tok.padId, true, select);
     const mine = shardItems(exs, rank, world);
-    const tokens = (xs: TokenizedExample[]) => xs.reduce((n, e) => n + e.tgt.length, 0);
-    const all = tokens(exs);
-    return { ...dioBatch(mine, tok.padId, true, select), lossScale: all > 0 ? (tokens(mine) * world) / all : 1 };
+    return { ...dioBatch(mine, tok.padId, true, select), lossScale: shardShare(labelTokens(mine), labelTokens(exs), world) };
   };
   try {
     while (step < c.steps && !interrupted) {
@@ -443,7 +441,7 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
         // Logged losses are means over ranks (NaN where no outer update ran stays NaN on every rank).
         trainLoss = await pg.allreduceMeanScalars(trainLoss);
         metaLoss = await pg.allreduceMeanScalars(metaLoss);
-        if (Math.max(...(await pg.allgatherScalars([interrupted ? 1 : 0]))) > 0) interrupted = true;
+        if (await anyRank(pg, interrupted)) interrupted = true;
       }
       for (let i = 0; i < trainLoss.length; i++) {
         trainLosses.push(trainLoss[i]);

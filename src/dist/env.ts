@@ -52,3 +52,18 @@ export function shardItems<T>(items: readonly T[], rank: number, world: number):
   const [a, b] = shardRange(items.length, rank, world);
   return items.slice(a, b);
 }
+
+/**
+ * The loss-scale factor of a shard: (its count of the loss's unit * world) / (the global batch's count), where the
+ * unit is what the loss averages over (label tokens, rows with a teacher, ...). With each rank's mean loss scaled by
+ * it, the mean over ranks of the shard losses (and of their gradients) is the global batch's mean exactly, also
+ * when shards hold different counts. `empty` is returned when the global batch has none of the unit.
+ */
+export function shardShare(local: number, global: number, world: number, empty = 1): number {
+  return global > 0 ? (local * world) / global : empty;
+}
+
+/** Label tokens of tokenized examples (every target id is a labelled position). */
+export function labelTokens(examples: readonly { tgt: number[] }[]): number {
+  return examples.reduce((n, e) => n + e.tgt.length, 0);
+}

@@ -36,3 +36,18 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
 export function isWriter(pg: ProcessGroup | undefined): boolean {
   return pg === undefined || pg.rank === 0;
 }
+
+/**
+ * Dropout under data parallelism: every rank would draw the same masks from the same seed (and a resumed group
+ * would all restore rank 0's saved generator state), so ranks > 0 reseed LibTorch's CPU generator from
+ * (seed, rank, step). Weights are unaffected (they come from files or seeded inits). Rank 0 keeps the
+ * single-process stream, so a world-size-1 resume of a group's checkpoint continues it bitwise.
+ */
+export function reseedRankDropout(pg: ProcessGroup | undefined, seed: number, step: number): void {
+  if (pg && pg.worldSize > 1 && pg.rank > 0) loadAddon().manualSeed((seed + 1_000_003 * pg.rank + step) % 2 ** 52);
+}
+
+/** True on every rank when `flag` is true on any rank (e.g. a Ctrl-C seen by one worker: all stop together). */
+export async function anyRank(pg: ProcessGroup, flag: boolean): Promise<boolean> {
+  return Math.max(...(await pg.allgatherScalars([flag ? 1 : 0]))) > 0;
+}

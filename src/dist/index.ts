@@ -1,3 +1,3 @@
-export { readDistEnv, isDistributed, shardRange, shardItems, type DistEnv } from "./env.js";
-export { initProcessGroup, isWriter, type ProcessGroup, type InitOptions } from "./group.js";
+export { readDistEnv, isDistributed, shardRange, shardItems, shardShare, labelTokens, type DistEnv } from "./env.js";
+export { initProcessGroup, isWriter, reseedRankDropout, anyRank, type ProcessGroup, type InitOptions } from "./group.js";
 export { launch, parseLaunchArgs, type LaunchOptions, type LaunchResult } from "./launcher.js";

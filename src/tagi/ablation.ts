@@ -25,7 +25,7 @@ import { T5Model } from "../model/model.js";
 import { installTokenizer, loadTokenizer } from "../model/tokenizer.js";
 import { markdownTable } from "../report/report.js";
 import { defaultConfig, type RunConfig } from "../train/config.js";
-import { trainOnTasks } from "../train/trainer.js";
+import { trainOnTasks, trainPerTask } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/fs.js";
 import { DEFAULT_LOSS, pretrainExamples, Tagi, tagiExamples, type TagiLossWeights } from "./tagi.js";
 
@@ -152,25 +152,24 @@ export async function runTagiAblation(o: { out: string; quick?: boolean; seed?: 
 
   // 3. teachers: one LoRA per training task on the base, with the definition in the input
   const teachersDir = join(o.out, "teachers");
-  const teacherDirs: string[] = [];
+  let teacherDirs: string[] = [];
   const teacherIndex = new Map<string, number>();
   let teacherSeconds = 0;
   const variants = TAGI_VARIANTS.filter((v) => want(v.method));
   if (variants.some((v) => v.kl || v.mse)) {
     say(`teachers: ${split.train.length} LoRA adapters x ${b.teacherSteps} steps`);
-    for (const task of split.train) {
-      const cfg: RunConfig = {
-        ...cfgFor(baseDir, join(teachersDir, "adapters", task.name), DEFINITION, b.teacherSteps),
-        batchSize: b.teacherBatchSize,
-        lora: { r: 8, alpha: 16, dropout: 0, modules: ["q", "v"] },
-        quiet: true,
-      };
-      cfg.optimizer = { ...cfg.optimizer, lr: b.teacherLr };
-      const tr = await trainOnTasks(cfg, [task], tok, { label: task.name });
-      teacherSeconds += tr.seconds;
-      teacherIndex.set(task.name, teacherDirs.length);
-      teacherDirs.push(tr.adapterDir!);
-    }
+    const cfg: RunConfig = {
+      ...cfgFor(baseDir, teachersDir, DEFINITION, b.teacherSteps),
+      batchSize: b.teacherBatchSize,
+      lora: { r: 8, alpha: 16, dropout: 0, modules: ["q", "v"] },
+      quiet: true,
+    };
+    cfg.optimizer = { ...cfg.optimizer, lr: b.teacherLr };
+    // `instill train --per-task` / `tagi teach`: <teachersDir>/adapters/<task>/adapter, in task order.
+    const trained = await trainPerTask(cfg, split.train, tok, {});
+    teacherDirs = trained.map((r) => r.adapterDir!);
+    split.train.forEach((t, i) => teacherIndex.set(t.name, i));
+    teacherSeconds = trained.reduce((a, r) => a + r.seconds, 0);
   }
 
   // 4. TAGI and its ablations

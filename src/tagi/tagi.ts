@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { encodeTkInstruct } from "../data/index.js";
-import { shardItems, type ProcessGroup } from "../dist/index.js";
+import { anyRank, labelTokens, reseedRankDropout, shardItems, shardShare, type ProcessGroup } from "../dist/index.js";
 import type { EncodingOptions, SniTask } from "../data/types.js";
 import { evaluateTasks, type EvalResult } from "../eval/evaluate.js";
 import type { NativeModelHandle } from "../model/types.js";
@@ -121,12 +121,11 @@ function pad2(rows: number[][], padValue: number): { ids: HostTensor; mask: Host
  * weighs more. A term the global batch lacks gets 0.
  */
 export function shardLossScale(shard: TagiExample[], global: TagiExample[], world: number): { ce: number; kl: number; mse: number } {
-  const tokens = (xs: TagiExample[]) => xs.reduce((n, e) => n + e.tgt.length, 0);
   const taught = (xs: TagiExample[]) => xs.filter((e) => e.teacher >= 0);
-  const share = (local: number, all: number) => (all > 0 ? (local * world) / all : 0);
+  const share = (local: number, all: number) => shardShare(local, all, world, 0);
   return {
-    ce: share(tokens(shard), tokens(global)),
-    kl: share(tokens(taught(shard)), tokens(taught(global))),
+    ce: share(labelTokens(shard), labelTokens(global)),
+    kl: share(labelTokens(taught(shard)), labelTokens(taught(global))),
     mse: share(taught(shard).length, taught(global).length),
   };
 }
@@ -279,9 +278,7 @@ export class Tagi {
       const r = o.resume.result;
       Object.assign(res, { steps: r.steps, losses: [...r.losses], ce: [...r.ce], kl: [...r.kl], mse: [...r.mse] });
     }
-    // Dropout under data parallelism: ranks > 0 reseed from (seed, rank, step) so the workers draw different masks
-    // (as `instill train` does; rank 0 keeps the single-process stream and the checkpointed generator state).
-    if (world > 1 && rank > 0) loadAddon().manualSeed((o.seed + 1_000_003 * rank + res.steps) % 2 ** 52);
+    reseedRankDropout(pg, o.seed, res.steps);
     const per = o.stepsPerCall ?? 20;
     const every = o.checkpoint ? Math.max(1, o.checkpoint.every) : Infinity;
     // Ctrl-C with checkpoints: stop after the current call (alone, cancelled mid-call), checkpoint, return. With a
@@ -308,7 +305,7 @@ export class Tagi {
         const r: TagiStepsResult = await this.native.trainSteps(batches, pg ? { processGroup: pg } : {});
         if (pg) {
           await averageOverRanks(pg, r);
-          if (o.checkpoint && Math.max(...(await pg.allgatherScalars([interrupted ? 1 : 0]))) > 0) stop = true;
+          if (o.checkpoint && (await anyRank(pg, interrupted))) stop = true;
         } else stop = interrupted;
         const before = res.steps;
         res.losses.push(...r.losses);

@@ -9,8 +9,7 @@ import { T5Model } from "../model/model.js";
 import { installTokenizer, loadTokenizer } from "../model/tokenizer.js";
 import type { NativeModelHandle } from "../model/types.js";
 import { writeFileAtomic } from "../util/fs.js";
-import { loadAddon } from "../native/binding.js";
-import { initProcessGroup, isWriter, shardItems, type ProcessGroup } from "../dist/index.js";
+import { anyRank, initProcessGroup, isWriter, labelTokens, reseedRankDropout, shardItems, shardShare, type ProcessGroup } from "../dist/index.js";
 import { BatchSchedule, batchTokens, buildExamples, collate, tokenizeExamples, type TokenizerLike } from "./batches.js";
 import { CheckpointManager } from "./checkpoint.js";
 import type { RunConfig } from "./config.js";
@@ -107,11 +106,7 @@ export async function trainOnTasks(
     model.setOptimizer({ ...cfg.optimizer, totalSteps: total });
   }
 
-  // Dropout: every rank would draw the same masks from the same seed (and a resumed group would all restore rank
-  // 0's saved generator state), so ranks > 0 reseed from (seed, rank, step). Weights stay identical: they come
-  // from the checkpoint or from seeded LoRA init. Rank 0 keeps the single-process stream, so a world-size-1 resume
-  // of a group's checkpoint continues it bitwise; a group's other ranks resume with fresh streams.
-  if (world > 1 && rank > 0) loadAddon().manualSeed((cfg.seed + 1_000_003 * rank + step) % 2 ** 52);
+  reseedRankDropout(pg, cfg.seed, step);
   const killAt = testKillStep(rank);
 
   let interrupted = false;
@@ -138,15 +133,13 @@ export async function trainOnTasks(
           // This rank's shard, its loss scaled by its share of the global batch's label tokens: the mean over
           // ranks (gradients natively, logged losses below) is then exactly the single-process token mean.
           const mine = shardItems(items, rank, world);
-          const tokens = (xs: typeof items) => xs.reduce((n, e) => n + e.tgt.length, 0);
-          const all = tokens(items);
-          batches.push({ ...collate(mine, tok.padId), lossScale: all > 0 ? (tokens(mine) * world) / all : 1 });
+          batches.push({ ...collate(mine, tok.padId), lossScale: shardShare(labelTokens(mine), labelTokens(items), world) });
         }
       const res = await model.trainSteps(batches, pg ? { processGroup: pg } : {});
       const done = res.losses.length;
       if (pg) {
         res.losses = await pg.allreduceMeanScalars(res.losses);
-        if (Math.max(...(await pg.allgatherScalars([interrupted ? 1 : 0]))) > 0) interrupted = true;
+        if (await anyRank(pg, interrupted)) interrupted = true;
       }
       const tokens = batches.slice(0, done * accum).reduce((acc, b) => acc + batchTokens(b), 0);
       for (let i = 0; i < done; i++) {
@@ -222,7 +215,8 @@ export async function train(cfg: RunConfig, opts: { resume?: boolean; hooks?: Tr
   }
 }
 
-async function trainPerTask(cfg: RunConfig, tasks: SniTask[], tok: TokenizerLike, opts: { resume?: boolean; hooks?: TrainHooks; processGroup?: ProcessGroup }): Promise<TrainResult[]> {
+/** One LoRA adapter per task (`--per-task`): <cfg.out>/adapters/<task>/adapter; results in task order. */
+export async function trainPerTask(cfg: RunConfig, tasks: SniTask[], tok: TokenizerLike, opts: { resume?: boolean; hooks?: TrainHooks; processGroup?: ProcessGroup }): Promise<TrainResult[]> {
   if (cfg.lora === null) throw new Error("--per-task trains one LoRA adapter per task: give --lora (e.g. --lora r=8,alpha=16,modules=q,v)");
   const results: TrainResult[] = [];
   for (const task of tasks) {

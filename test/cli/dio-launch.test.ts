@@ -5,12 +5,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { runCli, synthDataAndModel } from "../helpers/tiny.js";
+import { singleAndTwoWorkers, synthDataAndModel } from "../helpers/tiny.js";
 
 const root = mkdtempSync(join(tmpdir(), "instill-dio-ddp-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-const run = runCli;
 
 const metrics = (dir: string) =>
   readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => typeof r.loss === "number");
@@ -21,11 +19,8 @@ describe("instill launch -- dio train", () => {
     const args = ["dio", "train", "--model", model, "--data", data, "--steps", "4", "--batch-size", "4", "--meta-every", "1", "--hypergrad", "neumann:2",
       "--prompt-length", "2", "--max-train-instances", "2", "--max-source-length", "64", "--max-target-length", "16", "--lr", "0.003", "--outer-lr", "0.05",
       "--demonstrations", "3", "--max-demo-length", "16", "--set", "inner.clipNorm=0", "--set", "outer.clipNorm=0", "--quiet"];
-    const one = join(root, "one");
-    const a = run([...args, "--out", one]);
+    const { one, two, single: a, launched: b } = singleAndTwoWorkers(root, args);
     expect(a.status, a.stderr).toBe(0);
-    const two = join(root, "two");
-    const b = run(["launch", "--nproc", "2", "--", ...args, "--out", two]);
     expect(b.status, b.stderr + b.stdout).toBe(0);
     const m1 = metrics(one);
     const m2 = metrics(two);

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runCli, synthDataAndModel } from "../helpers/tiny.js";
+import { runCli, singleAndTwoWorkers, synthDataAndModel } from "../helpers/tiny.js";
 
 const run = (args: string[]) => runCli(args, {}, 120_000);
 
@@ -22,11 +22,8 @@ describe("instill launch -- tagi train (Gloo on loopback)", () => {
   it("2 workers follow the single-process loss curve and rank 0 alone writes", () => {
     const { data, model } = synthDataAndModel(root, { instances: 4, feedForward: "relu" });
     const args = ["tagi", "train", "--model", model, "--data", data, "--steps", "3", "--batch-size", "4", "--max-train-instances", "2", "--rank", "2", "--lr", "0.01", "--train-base", "--quiet"];
-    const one = join(root, "one");
-    const a = run([...args, "--out", one]);
+    const { one, two, single: a, launched: b } = singleAndTwoWorkers(root, args, 120_000);
     expect(a.status, a.stderr).toBe(0);
-    const two = join(root, "two");
-    const b = run(["launch", "--nproc", "2", "--", ...args, "--out", two]);
     expect(b.status, b.stderr + b.stdout).toBe(0);
     expect(b.stdout).toMatch(/train: 3 steps .* on 2 workers/);
     expect(b.stdout.match(/train: 3 steps/g)).toHaveLength(1); // rank 0 alone reports

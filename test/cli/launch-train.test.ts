@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runCli, synthDataAndModel } from "../helpers/tiny.js";
+import { runCli, singleAndTwoWorkers, synthDataAndModel } from "../helpers/tiny.js";
 
 const run = runCli;
 
@@ -22,11 +22,8 @@ describe("instill launch -- train (Gloo on loopback)", () => {
     // Shards hold different numbers of label tokens; each rank scales its loss by its share of the global batch's
     // tokens, so the averaged gradients and losses are the single-process token mean (float32 rounding apart).
     const args = ["--model", model, "--data", data, "--steps", "3", "--batch-size", "4", "--max-train-instances", "2", "--max-source-length", "64", "--lr", "0.003", "--set", "logEvery=1", "--set", "optimizer.clipNorm=0", "-q"];
-    const one = join(root, "one");
-    const a = run(["train", ...args, "--out", one]);
+    const { one, two, single: a, launched: b } = singleAndTwoWorkers(root, ["train", ...args]);
     expect(a.status, a.stderr).toBe(0);
-    const two = join(root, "two");
-    const b = run(["launch", "--nproc", "2", "--", "train", ...args, "--out", two]);
     expect(b.status, b.stderr + b.stdout).toBe(0);
     const l1 = losses(one);
     const l2 = losses(two);

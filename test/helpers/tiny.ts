@@ -45,3 +45,15 @@ export function synthDataAndModel(root: string, o: { dropout?: number; instances
   check(runCli(["model", "init", "--config", join(root, "config.json"), "--tokenizer", data, "--out", model, "--seed", "1"]), "model init");
   return { data, model };
 }
+
+/**
+ * The data-parallel check's two runs: `args` (an instill command) in one process with --out <root>/one, then under
+ * `instill launch --nproc 2` with --out <root>/two. Returns both folders and both results (the caller asserts).
+ */
+export function singleAndTwoWorkers(root: string, args: string[], timeoutMs = 300_000) {
+  const one = join(root, "one");
+  const two = join(root, "two");
+  const single = runCli([...args, "--out", one], {}, timeoutMs);
+  const launched = runCli(["launch", "--nproc", "2", "--", ...args, "--out", two], {}, timeoutMs);
+  return { one, two, single, launched };
+}
