@@ -1,5 +1,6 @@
 #include "napi/marshal.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -188,6 +189,55 @@ Napi::Object TensorToJs(Napi::Env env, const at::Tensor& src) {
   out.Set("shape", shape);
   out.Set("dtype", entry.name);
   return out;
+}
+
+OptionIds OptionIdsFromJs(const Napi::Value& options, int64_t batch, int64_t vocab_size) {
+  if (!options.IsArray() || options.As<Napi::Array>().Length() != static_cast<uint32_t>(batch))
+    throw instill::ArgumentError("options: expected one array of options per example (" + std::to_string(batch) + ")");
+  auto outer = options.As<Napi::Array>();
+  std::vector<std::vector<std::vector<int64_t>>> opts(static_cast<size_t>(batch));
+  int64_t K = 0, T = 1;
+  for (int64_t e = 0; e < batch; ++e) {
+    const std::string arg = "options[" + std::to_string(e) + "]";
+    Napi::Value ov = outer.Get(static_cast<uint32_t>(e));
+    if (!ov.IsArray() || ov.As<Napi::Array>().Length() == 0)
+      throw instill::ArgumentError(arg + ": expected a non-empty array of token-id lists");
+    auto oa = ov.As<Napi::Array>();
+    for (uint32_t k = 0; k < oa.Length(); ++k) {
+      const std::string ak = arg + "[" + std::to_string(k) + "]";
+      auto ids = RequireIntArray(oa.Get(k), ak);  // ids >= 0
+      if (ids.empty()) throw instill::ArgumentError(ak + ": an option needs at least one token");
+      for (auto id : ids)
+        if (id >= vocab_size)
+          throw instill::RangeError(ak + ": id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                                    std::to_string(vocab_size) + ")");
+      T = std::max<int64_t>(T, static_cast<int64_t>(ids.size()));
+      opts[static_cast<size_t>(e)].push_back(std::move(ids));
+    }
+    K = std::max<int64_t>(K, static_cast<int64_t>(oa.Length()));
+  }
+  OptionIds out;
+  out.ids = at::full({batch, K, T}, -100, at::kLong);
+  auto acc = out.ids.accessor<int64_t, 3>();
+  for (int64_t e = 0; e < batch; ++e) {
+    const auto& oe = opts[static_cast<size_t>(e)];
+    out.counts.push_back(oe.size());
+    for (size_t k = 0; k < oe.size(); ++k)
+      for (size_t t = 0; t < oe[k].size(); ++t) acc[e][static_cast<int64_t>(k)][static_cast<int64_t>(t)] = oe[k][t];
+  }
+  return out;
+}
+
+Napi::Array OptionScoresToJs(Napi::Env env, const at::Tensor& sums, const std::vector<size_t>& counts) {
+  auto a = Napi::Array::New(env, counts.size());
+  auto sa = sums.accessor<double, 2>();
+  for (size_t e = 0; e < counts.size(); ++e) {
+    auto row = Napi::Array::New(env, counts[e]);
+    for (size_t k = 0; k < counts[e]; ++k)
+      row.Set(static_cast<uint32_t>(k), sa[static_cast<int64_t>(e)][static_cast<int64_t>(k)]);
+    a.Set(static_cast<uint32_t>(e), row);
+  }
+  return a;
 }
 
 }  // namespace instill::napi

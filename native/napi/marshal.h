@@ -30,4 +30,15 @@ std::vector<int64_t> RequireIntArray(const Napi::Value& v, const std::string& ar
 std::optional<Napi::Value> OptionalField(const Napi::Object& o, const char* key);
 std::optional<Napi::Function> OptionalFunction(const Napi::Object& o, const char* key, const std::string& arg);
 
+// Rank classification (scoreOptions of T5Model and Tagi): `options` = one non-empty array of token-id lists per
+// example (`batch` examples, ids below `vocab_size`) -> ids [batch, K, T] int64 padded with -100 (examples with
+// fewer than K options get all-padding rows) and each example's option count. Errors name options[e][k].
+struct OptionIds {
+  at::Tensor ids;
+  std::vector<size_t> counts;
+};
+OptionIds OptionIdsFromJs(const Napi::Value& options, int64_t batch, int64_t vocab_size);
+// Summed scores [batch, K] (CPU double) -> number[][] with counts[e] entries per example.
+Napi::Array OptionScoresToJs(Napi::Env env, const at::Tensor& sums, const std::vector<size_t>& counts);
+
 }  // namespace instill::napi

@@ -484,38 +484,9 @@ class T5Wrap : public Napi::ObjectWrap<T5Wrap> {
       CheckUsable("scoreOptions");
       const auto& cfg = st_->model->config();
       auto batch = std::make_shared<train::Batch>(BatchFromJs(info[0], "batch", cfg, false, st_->model->device()));
-      const int64_t B = batch->input_ids.size(0);
-      if (!info[1].IsArray() || info[1].As<Napi::Array>().Length() != static_cast<uint32_t>(B))
-        throw ArgumentError("options: expected one array of options per example (" + std::to_string(B) + ")");
-      auto outer = info[1].As<Napi::Array>();
-      std::vector<std::vector<std::vector<int64_t>>> opts(static_cast<size_t>(B));
-      int64_t K = 0, T = 1;
-      for (int64_t b = 0; b < B; ++b) {
-        std::string arg = "options[" + std::to_string(b) + "]";
-        Napi::Value ob = outer.Get(static_cast<uint32_t>(b));
-        if (!ob.IsArray() || ob.As<Napi::Array>().Length() == 0)
-          throw ArgumentError(arg + ": expected a non-empty array of token-id lists");
-        auto oa = ob.As<Napi::Array>();
-        for (uint32_t k = 0; k < oa.Length(); ++k) {
-          auto ids = RequireIntArray(oa.Get(k), arg + "[" + std::to_string(k) + "]");
-          if (ids.empty()) throw ArgumentError(arg + "[" + std::to_string(k) + "]: an option needs at least one token");
-          for (auto id : ids)
-            if (id >= cfg.vocab_size)
-              throw RangeError(arg + "[" + std::to_string(k) + "]: id " + std::to_string(id) +
-                               " is outside the vocabulary [0, " + std::to_string(cfg.vocab_size) + ")");
-          T = std::max<int64_t>(T, static_cast<int64_t>(ids.size()));
-          opts[static_cast<size_t>(b)].push_back(std::move(ids));
-        }
-        K = std::max<int64_t>(K, static_cast<int64_t>(oa.Length()));
-      }
-      at::Tensor options = at::full({B, K, T}, -100, at::kLong);
-      auto acc = options.accessor<int64_t, 3>();
-      for (int64_t b = 0; b < B; ++b)
-        for (size_t k = 0; k < opts[static_cast<size_t>(b)].size(); ++k)
-          for (size_t t = 0; t < opts[static_cast<size_t>(b)][k].size(); ++t)
-            acc[b][static_cast<int64_t>(k)][static_cast<int64_t>(t)] = opts[static_cast<size_t>(b)][k][t];
-      std::vector<size_t> counts;
-      for (auto& o : opts) counts.push_back(o.size());
+      OptionIds parsed = OptionIdsFromJs(info[1], batch->input_ids.size(0), cfg.vocab_size);
+      at::Tensor options = parsed.ids;
+      std::vector<size_t> counts = std::move(parsed.counts);
       auto st = st_;
       auto sums = std::make_shared<at::Tensor>();
       return Run(info, "scoreOptions",
@@ -527,17 +498,7 @@ class T5Wrap : public Napi::ObjectWrap<T5Wrap> {
                    in.attention_mask = batch->attention_mask;
                    *sums = t5::score_options(*st->model, in, options.to(st->model->device())).sum.to(at::kCPU, at::kDouble).contiguous();
                  },
-                 [sums, counts](Napi::Env env) -> Napi::Value {
-                   auto a = Napi::Array::New(env, counts.size());
-                   auto acc2 = sums->accessor<double, 2>();
-                   for (size_t b = 0; b < counts.size(); ++b) {
-                     auto row = Napi::Array::New(env, counts[b]);
-                     for (size_t k = 0; k < counts[b]; ++k)
-                       row.Set(static_cast<uint32_t>(k), acc2[static_cast<int64_t>(b)][static_cast<int64_t>(k)]);
-                     a.Set(static_cast<uint32_t>(b), row);
-                   }
-                   return a;
-                 },
+                 [sums, counts](Napi::Env env) -> Napi::Value { return OptionScoresToJs(env, *sums, counts); },
                  false);
     });
   }

@@ -385,41 +385,9 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
       CheckUsable("scoreOptions");
       const auto& cfg = st_->tagi.model->config();
       auto b = std::make_shared<hypernet::TagiBatch>(TagiBatchFromJs(info[0], "batch", cfg, false));
-      const int64_t B = b->student.input_ids.size(0);
-      if (!info[1].IsArray() || info[1].As<Napi::Array>().Length() != static_cast<uint32_t>(B))
-        throw ArgumentError("options: expected one array of options per example (" + std::to_string(B) + ")");
-      auto outer = info[1].As<Napi::Array>();
-      std::vector<std::vector<std::vector<int64_t>>> opts(static_cast<size_t>(B));
-      int64_t K = 0, T = 1;
-      for (int64_t e = 0; e < B; ++e) {
-        const std::string arg = "options[" + std::to_string(e) + "]";
-        Napi::Value ov = outer.Get(static_cast<uint32_t>(e));
-        if (!ov.IsArray() || ov.As<Napi::Array>().Length() == 0)
-          throw ArgumentError(arg + ": expected a non-empty array of token-id lists");
-        auto oa = ov.As<Napi::Array>();
-        for (uint32_t k = 0; k < oa.Length(); ++k) {
-          const std::string ak = arg + "[" + std::to_string(k) + "]";
-          auto ids = RequireIntArray(oa.Get(k), ak);
-          if (ids.empty()) throw ArgumentError(ak + ": an option needs at least one token");
-          for (auto id : ids)
-            if (id < 0 || id >= cfg.vocab_size)
-              throw RangeError(ak + ": id " + std::to_string(id) + " is outside the vocabulary [0, " +
-                               std::to_string(cfg.vocab_size) + ")");
-          T = std::max<int64_t>(T, static_cast<int64_t>(ids.size()));
-          opts[static_cast<size_t>(e)].push_back(std::move(ids));
-        }
-        K = std::max<int64_t>(K, static_cast<int64_t>(oa.Length()));
-      }
-      // Examples with fewer options than K get all-padding rows (score 0), dropped again below.
-      at::Tensor options = at::full({B, K, T}, -100, at::kLong);
-      auto acc = options.accessor<int64_t, 3>();
-      std::vector<size_t> counts;
-      for (int64_t e = 0; e < B; ++e) {
-        const auto& oe = opts[static_cast<size_t>(e)];
-        counts.push_back(oe.size());
-        for (size_t k = 0; k < oe.size(); ++k)
-          for (size_t t = 0; t < oe[k].size(); ++t) acc[e][static_cast<int64_t>(k)][static_cast<int64_t>(t)] = oe[k][t];
-      }
+      OptionIds parsed = OptionIdsFromJs(info[1], b->student.input_ids.size(0), cfg.vocab_size);
+      at::Tensor options = parsed.ids;
+      std::vector<size_t> counts = std::move(parsed.counts);
       auto st = st_;
       auto sums = std::make_shared<at::Tensor>();
       return Run(info, "scoreOptions",
@@ -430,17 +398,7 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
                                .sum.to(at::kCPU, at::kDouble)
                                .contiguous();
                  },
-                 [sums, counts](Napi::Env env) -> Napi::Value {
-                   auto a = Napi::Array::New(env, counts.size());
-                   auto sa = sums->accessor<double, 2>();
-                   for (size_t e = 0; e < counts.size(); ++e) {
-                     auto row = Napi::Array::New(env, counts[e]);
-                     for (size_t k = 0; k < counts[e]; ++k)
-                       row.Set(static_cast<uint32_t>(k), sa[static_cast<int64_t>(e)][static_cast<int64_t>(k)]);
-                     a.Set(static_cast<uint32_t>(e), row);
-                   }
-                   return a;
-                 },
+                 [sums, counts](Napi::Env env) -> Napi::Value { return OptionScoresToJs(env, *sums, counts); },
                  false);
     });
   }
