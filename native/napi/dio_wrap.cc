@@ -92,6 +92,7 @@ class DioWrap : public Napi::ObjectWrap<DioWrap> {
     return DefineClass(env, "DioNative",
                        {InstanceMethod<&DioWrap::Create>("create"), InstanceMethod<&DioWrap::Steps>("steps"),
                         InstanceMethod<&DioWrap::Cancel>("cancel"), InstanceMethod<&DioWrap::Generate>("generate"),
+                        InstanceMethod<&DioWrap::ScoreOptions>("scoreOptions"),
                         InstanceMethod<&DioWrap::EvalLoss>("evalLoss"), InstanceMethod<&DioWrap::Save>("save"),
                         InstanceMethod<&DioWrap::LoadPhi>("loadPhi"), InstanceMethod<&DioWrap::Info>("info"),
                         InstanceMethod<&DioWrap::SaveState>("saveState"),
@@ -132,7 +133,10 @@ class DioWrap : public Napi::ObjectWrap<DioWrap> {
       if (auto x = OptionalField(o, "hypergrad")) d.hypergrad = RequireString(*x, "options.hypergrad");
       if (auto x = OptionalField(o, "alpha")) d.hypergrad_options.alpha = RequireNumber(*x, "options.alpha");
       if (auto x = OptionalField(o, "damping")) d.hypergrad_options.damping = RequireNumber(*x, "options.damping");
-      if (auto x = OptionalField(o, "unrollLr")) d.hypergrad_options.inner_lr = RequireNumber(*x, "options.unrollLr");
+      if (auto x = OptionalField(o, "unrollLr")) {  // a fixed lr for unroll / fd / sama instead of the inner optimizer's
+        d.hypergrad_options.inner_lr = RequireNumber(*x, "options.unrollLr");
+        d.hypergrad_lr_from_inner = false;
+      }
       if (auto x = OptionalField(o, "metaEvery")) d.meta_every = RequireInt(*x, "options.metaEvery", 0, 1 << 20);
       if (auto x = OptionalField(o, "seed")) d.seed = static_cast<uint64_t>(RequireInt(*x, "options.seed", 0, int64_t{1} << 52));
       if (auto x = OptionalField(o, "instructionEncoding"))
@@ -288,6 +292,26 @@ class DioWrap : public Napi::ObjectWrap<DioWrap> {
     });
   }
 
+  // scoreOptions(batch (with taskIds / instrIds / demonstrations or none), options: number[][][]) -> Promise<number[][]>:
+  // rank classification through the DIO model with its soft tokens (summed log-likelihood, as T5Model.scoreOptions).
+  Napi::Value ScoreOptions(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      CheckUsable("scoreOptions");
+      auto& model = st_->trainer->model();
+      const auto& cfg = model->config();
+      auto b = std::make_shared<dio::DioBatch>(DioBatchFromJs(info[0], "batch", cfg, false, model->device()));
+      OptionIds parsed = OptionIdsFromJs(info[1], b->batch.input_ids.size(0), cfg.vocab_size);
+      at::Tensor options = parsed.ids;
+      std::vector<size_t> counts = std::move(parsed.counts);
+      auto st = st_;
+      auto sums = std::make_shared<at::Tensor>();
+      return Run(info, "scoreOptions",
+                 [st, b, options, sums](const Reporter&) { *sums = st->trainer->score_options(*b, options); },
+                 [sums, counts](Napi::Env env) -> Napi::Value { return OptionScoresToJs(env, *sums, counts); },
+                 false);
+    });
+  }
+
   // evalLoss(batches) -> Promise<number[]>: mean token loss per batch with its soft tokens, eval mode, no grad.
   Napi::Value EvalLoss(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
@@ -406,7 +430,10 @@ class DioWrap : public Napi::ObjectWrap<DioWrap> {
 };
 
 // dioBenchHypergrad({config: preset name | config.json text, vocabSize?, batch?, sourceLength?, targetLength?,
-//                    promptLength?, repeats?, specs: string[], seed?}) -> Promise<BenchResult>
+//                    promptLength?, repeats?, maxRepeats?, specs: string[], dioSpecs?: string[], seed?}) -> Promise<BenchResult>:
+// {parameters, threads, interop_threads, matmul_gflops, cases: {name: {seconds[], ratio_to_train_step[],
+//  ratio_to_grad[], peak_bytes, hvp_count, grad_count, iterations, negative_curvature}}} (per-run arrays, rounds
+// aligned across cases).
 Napi::Value BenchHypergrad(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     auto o = RequireObject(info[0], "options");
@@ -423,37 +450,47 @@ Napi::Value BenchHypergrad(const Napi::CallbackInfo& info) {
     if (auto x = OptionalField(o, "targetLength")) b.target_length = RequireInt(*x, "options.targetLength", 1, 1 << 16);
     if (auto x = OptionalField(o, "promptLength")) b.prompt_length = RequireInt(*x, "options.promptLength", 1, 4096);
     if (auto x = OptionalField(o, "repeats")) b.repeats = RequireInt(*x, "options.repeats", 1, 1000);
+    if (auto x = OptionalField(o, "maxRepeats")) b.max_repeats = RequireInt(*x, "options.maxRepeats", 1, 1000);
     if (auto x = OptionalField(o, "seed")) b.seed = static_cast<uint64_t>(RequireInt(*x, "options.seed", 0, int64_t{1} << 52));
-    auto specs = OptionalField(o, "specs");
-    if (!specs || !specs->IsArray()) throw ArgumentError("options.specs: expected string[]");
-    auto sa = specs->As<Napi::Array>();
-    for (uint32_t i = 0; i < sa.Length(); ++i) {
-      b.specs.push_back(RequireString(sa.Get(i), "options.specs[" + std::to_string(i) + "]"));
-      hypergrad::parse_spec(b.specs.back());
-    }
+    auto strings = [&](const char* key, std::vector<std::string>& out, bool required) {
+      auto v = OptionalField(o, key);
+      if (!v) {
+        if (required) throw ArgumentError(std::string("options.") + key + ": expected string[]");
+        return;
+      }
+      if (!v->IsArray()) throw ArgumentError(std::string("options.") + key + ": expected string[]");
+      auto sa = v->As<Napi::Array>();
+      for (uint32_t i = 0; i < sa.Length(); ++i) {
+        out.push_back(RequireString(sa.Get(i), std::string("options.") + key + "[" + std::to_string(i) + "]"));
+        hypergrad::parse_spec(out.back());
+      }
+    };
+    strings("specs", b.specs, true);
+    strings("dioSpecs", b.dio_specs, false);
     auto res = std::make_shared<dio::BenchResult>();
     return TaskWorker::Start(
         info.Env(), "instill.dioBenchHypergrad", [b, res](const Reporter&) { *res = dio::bench_hypergrad(b); },
         [res](Napi::Env env) -> Napi::Value {
           auto r = Napi::Object::New(env);
-          r.Set("train_step_s", res->train_step_s);
-          r.Set("grad_s", res->grad_s);
-          r.Set("hvp_s", res->hvp_s);
-          r.Set("train_step_peak_bytes", static_cast<double>(res->train_step_peak_bytes));
-          r.Set("hvp_peak_bytes", static_cast<double>(res->hvp_peak_bytes));
           r.Set("parameters", static_cast<double>(res->parameters));
+          r.Set("threads", res->threads);
+          r.Set("interop_threads", res->interop_threads);
+          r.Set("matmul_gflops", res->matmul_gflops);
+          r.Set("stable", res->stable);
           auto m = Napi::Object::New(env);
-          for (auto& x : res->methods) {
+          for (auto& x : res->cases) {
             auto e = Napi::Object::New(env);
-            e.Set("seconds", x.seconds);
-            e.Set("ratio_to_train_step", x.seconds / res->train_step_s);
+            e.Set("seconds", Nums(env, x.seconds));
+            e.Set("ratio_to_train_step", Nums(env, x.ratio_to_train_step));
+            e.Set("ratio_to_grad", Nums(env, x.ratio_to_grad));
             e.Set("peak_bytes", static_cast<double>(x.peak_bytes));
             e.Set("hvp_count", static_cast<double>(x.hvp_count));
+            e.Set("grad_count", static_cast<double>(x.grad_count));
             e.Set("iterations", static_cast<double>(x.iterations));
             e.Set("negative_curvature", x.negative_curvature);
-            m.Set(x.spec, e);
+            m.Set(x.name, e);
           }
-          r.Set("methods", m);
+          r.Set("cases", m);
           return r;
         },
         true);

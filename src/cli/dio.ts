@@ -108,7 +108,7 @@ export function registerDio(program: Command): void {
     .option("--demonstrations <m>", "learn which of each task's first m positive examples to show (Gumbel-softmax; 0 = off)", int("--demonstrations"))
     .option("--gumbel-tau <x>", `Gumbel-softmax temperature (default ${d.demonstrations.tau})`, num("--gumbel-tau"))
     .option("--max-demo-length <n>", `tokens per demonstration (default ${d.demonstrations.maxLength})`, int("--max-demo-length"))
-    .option("--hypergrad <spec>", `unroll:K | neumann:K | cg:K | fd (with ,key=value options) (default ${d.hypergrad})`)
+    .option("--hypergrad <spec>", `unroll:K | neumann:K | cg:K | fd | sama (with ,key=value options; lr defaults to the inner learning rate) (default ${d.hypergrad})`)
     .option("--alpha <x>", `Neumann step (default ${d.alpha})`, num("--alpha"))
     .option("--damping <x>", `CG damping (default ${d.damping})`, num("--damping"))
     .option("--meta-every <n>", `outer update every n inner steps, 0 = fixed instructions (default ${d.metaEvery})`, int("--meta-every"))
@@ -142,6 +142,8 @@ export function registerDio(program: Command): void {
       } finally {
         processGroup?.dispose();
       }
+      // Ctrl-C: the checkpoint is saved; exit 130 like `instill train` (every rank, so the launcher sees it too).
+      if (r.interrupted) process.exitCode = 130;
       if (!writer) return;
       const summary = {
         modelDir: r.modelDir,

@@ -11,13 +11,12 @@ import { join } from "node:path";
 import { anyRank, isWriter, labelTokens, shardItems, shardShare, type ProcessGroup } from "../dist/index.js";
 import type { EncodingOptions, SniTask } from "../data/types.js";
 import { evaluateTasks, type EvalResult } from "../eval/evaluate.js";
-import { T5Model } from "../model/model.js";
 import { installTokenizer } from "../model/tokenizer.js";
 import { loadAddon } from "../native/binding.js";
 import type { DioBatchHost, DioNativeOptions, HostTensor, NativeDio } from "../native/types.js";
 import { BatchSchedule, buildExamples, collate, tokenizeExamples, type TokenizedExample, type TokenizerLike } from "../train/batches.js";
 import { CheckpointManager } from "../train/checkpoint.js";
-import { mergeChecked, readConfigFile } from "../train/config.js";
+import { mergeChecked, readConfigFile, validateWithSource } from "../train/config.js";
 import { JsonlLogger } from "../train/logger.js";
 import { Progress } from "../train/progress.js";
 import { writeFileAtomic } from "../util/fs.js";
@@ -56,7 +55,7 @@ export interface DioConfig {
    * argmax.
    */
   demonstrations: { count: number; tau: number; maxLength: number };
-  /** Hypergradient spec from the native registry: unroll:K, neumann:K, cg:K, fd (,key=value). */
+  /** Hypergradient spec from the native registry: unroll:K, neumann:K, cg:K, fd, sama (,key=value); unroll, fd and sama take the inner optimizer's learning rate unless the spec sets lr=. */
   hypergrad: string;
   alpha: number;
   damping: number;
@@ -148,7 +147,7 @@ export function resolveDioConfig(file: string | undefined, overrides: unknown): 
   let c = defaultDioConfig();
   if (file) c = mergeChecked(c, readConfigFile(file), file);
   c = mergeChecked(c, overrides, "command line");
-  return validateDioConfig(c);
+  return validateWithSource(c, validateDioConfig, file, overrides);
 }
 
 /** Deterministic meta split: a seeded shuffle of the training tasks; the first ceil(f * n) are meta tasks. */
@@ -512,12 +511,11 @@ export interface DioEvalOptions {
  * Evaluates a DIO model folder on `tasks`. Embedder variant: every task (unseen ones included) gets soft tokens
  * computed from its own written instruction. Prompt variant: unseen tasks run with the written instruction only
  * (their per-task prompts exist only for training tasks). Rank classification, where tasks define answer options,
- * is scored by the plain model (without soft tokens). With demonstration selection, seen training tasks read the
+ * is scored through the DIO model with the same soft tokens (and demonstrations) as generation. With demonstration selection, seen training tasks read the
  * argmax of their learnt distribution over candidates and unseen tasks their first positive example.
  */
 export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerLike, o: DioEvalOptions): Promise<EvalResult & { variant: DioVariant; softTokens: boolean }> {
   const m = readDioManifest(dir);
-  const plain = await T5Model.load(dir, { seed: o.seed });
   const addon = loadAddon();
   const dio: NativeDio = new addon.DioNative();
   try {
@@ -545,7 +543,14 @@ export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerL
         ? { demos: new Map(tasks.map((t) => [t.name, demonstrationIds(t, tok, demoCfg.count, demoCfg.maxLength)])), demoIndex: taskIndex }
         : {};
     const select = { ...(m.variant === "embedder" ? { instr } : soft ? { taskIndex } : {}), ...demoSelect };
-    const ev = await evaluateTasks(plain, tok, tasks, {
+    const generate = (exs: TokenizedExample[]) => dio.generate(dioBatch(exs, tok.padId, false, select), { maxNewTokens: o.maxNewTokens, numBeams: o.numBeams });
+    const scoreOptions = (exs: TokenizedExample[], options: number[][][]) => dio.scoreOptions(dioBatch(exs, tok.padId, false, select), options);
+    // Generation and rank classification both run through the DIO model with the soft tokens (no plain model).
+    const model = {
+      generate: () => Promise.reject(new Error("evaluateDio: generation goes through the DIO model")),
+      scoreOptions: () => Promise.reject(new Error("evaluateDio: rank classification goes through the DIO model")),
+    };
+    const ev = await evaluateTasks(model, tok, tasks, {
       encoding: m.encoding,
       maxTargetLength: m.maxTargetLength,
       batchSize: o.batchSize,
@@ -553,11 +558,11 @@ export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerL
       numBeams: o.numBeams,
       seed: o.seed,
       quiet: o.quiet,
-      generate: async (_b, exs) => dio.generate(dioBatch(exs, tok.padId, false, select), { maxNewTokens: o.maxNewTokens, numBeams: o.numBeams }),
+      generate: async (_b, exs) => generate(exs),
+      scoreOptions: async (_b, options, exs) => scoreOptions(exs, options),
     });
     return { ...ev, variant: m.variant, softTokens: soft };
   } finally {
     dio.dispose();
-    plain.dispose();
   }
 }

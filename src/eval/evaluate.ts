@@ -1,6 +1,6 @@
 // Evaluation on test tasks: generation + the official SNI metrics (overall, per task, per category),
 // and rank-classification accuracy for tasks with answer options. Writes predictions.jsonl and metrics.json.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { EncodingOptions, SniTask } from "../data/types.js";
 import { categoryKey, rankClassificationAccuracy, scoreItemsDetailed, type RankItem, type SniResults } from "../metrics/index.js";
@@ -36,7 +36,7 @@ export interface EvalOptions {
 }
 
 export async function evaluateTasks(
-  model: NativeModelHandle,
+  model: Pick<NativeModelHandle, "generate" | "scoreOptions">,
   tok: TokenizerLike,
   tasks: SniTask[],
   o: EvalOptions,
@@ -94,7 +94,7 @@ export async function evaluateTasks(
 
 export function writeEvalFiles(dir: string, r: EvalResult): void {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "predictions.jsonl"), r.predictions.map((p) => JSON.stringify(p)).join("\n") + "\n");
+  writeFileAtomic(join(dir, "predictions.jsonl"), r.predictions.map((p) => JSON.stringify(p)).join("\n") + "\n");
   writeFileAtomic(join(dir, "metrics.json"), JSON.stringify(r.metrics, null, 2) + "\n");
 }
 

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadSplitTasks } from "../../src/data/index.js";
 import { defaultDioConfig, demonstrationIds, dioBatch, evaluateDio, metaSplit, resolveDioConfig, trainDio, type DioConfig } from "../../src/dio/dio.js";
 import { readSafetensors } from "../../src/model/checkpoint.js";
+import { T5Model } from "../../src/model/model.js";
 import { loadTokenizer } from "../../src/model/tokenizer.js";
 import { loadAddon } from "../../src/native/binding.js";
 import { buildExamples, tokenizeExamples } from "../../src/train/batches.js";
@@ -56,6 +57,30 @@ describe("DIO native handle", () => {
     await expect(d2.loadState(join(modelDir, "model.safetensors"))).rejects.toThrow(/model\.safetensors.*not a DIO training state/);
     d2.dispose();
     d.dispose();
+  });
+});
+
+describe("DIO rank classification", () => {
+  it("scores options through the DIO model with its soft tokens (the plain model's scores without them)", async () => {
+    const d = new (loadAddon().DioNative)();
+    const plain = await T5Model.load(modelDir, { seed: 1 });
+    try {
+      await d.create(modelDir, { variant: "prompt", numTasks: 2, promptLength: 2, metaEvery: 0, inner: { lr: 0 }, outer: { lr: 0 } }, [[5, 6], [7]]);
+      const i32 = (a: number[], shape: number[]) => ({ data: Int32Array.from(a), shape, dtype: "int32" as const });
+      const batch = { inputIds: i32([5, 6, 1, 7, 1, 0], [2, 3]), attentionMask: i32([1, 1, 1, 1, 1, 0], [2, 3]) };
+      const options = [[[8, 1], [9, 10, 1]], [[11, 1], [12, 1], [13, 1]]];
+      const ref = await plain.scoreOptions(batch, options);
+      const without = await d.scoreOptions(batch, options);
+      const withSoft = await d.scoreOptions({ ...batch, taskIds: i32([0, 1], [2]) }, options);
+      expect(without.map((r) => r.length)).toEqual([2, 3]);
+      without.forEach((r, i) => r.forEach((v, j) => expect(v).toBeCloseTo(ref[i][j], 9)));
+      const diff = Math.max(...withSoft.flatMap((r, i) => r.map((v, j) => Math.abs(v - ref[i][j]))));
+      expect(diff).toBeGreaterThan(1e-6);
+      expect(() => d.scoreOptions(batch, [[[8, 1]]])).toThrow(/options/);  // argument checks throw at the call
+    } finally {
+      d.dispose();
+      plain.dispose();
+    }
   });
 });
 
@@ -177,14 +202,22 @@ describe("DIO checkpoints, resume, config files", () => {
 });
 
 describe("hypergradient benchmark entry", () => {
-  it("returns timings, ratios and peaks for each spec", async () => {
-    const r = await loadAddon().dioBenchHypergrad({ config: "tiny", vocabSize: 64, batch: 2, sourceLength: 8, targetLength: 4, promptLength: 2, repeats: 1, specs: ["neumann:1", "cg:3", "unroll:2", "fd"] });
-    expect(r.train_step_s).toBeGreaterThan(0);
-    expect(r.hvp_s).toBeGreaterThan(0);
-    expect(Object.keys(r.methods)).toEqual(["neumann:1", "cg:3", "unroll:2", "fd"]);
-    expect(r.methods["cg:3"].iterations).toBe(3);  // damped: no early stop on negative curvature
-    expect(r.methods["neumann:1"].hvp_count).toBeGreaterThanOrEqual(1);
-    expect(r.methods["unroll:2"].peak_bytes).toBeGreaterThan(0);
+  it("returns per-round timings, ratios and peaks for each case", async () => {
+    const r = await loadAddon().dioBenchHypergrad({ config: "tiny", vocabSize: 64, batch: 2, sourceLength: 8, targetLength: 4, promptLength: 2, repeats: 2, specs: ["neumann:1", "cg:3", "unroll:2", "fd", "sama"], dioSpecs: ["neumann:1"] });
+    expect(Object.keys(r.cases)).toEqual(["train_step", "grad", "hvp", "hvp_on_graph", "neumann:1", "cg:3", "unroll:2", "fd", "sama", "dio_step", "dio_outer:neumann:1"]);
+    for (const c of Object.values(r.cases)) {
+      expect(c.seconds).toHaveLength(2);
+      expect(Math.min(...c.seconds)).toBeGreaterThan(0);
+    }
+    expect(r.cases.train_step.ratio_to_train_step).toEqual([1, 1]);
+    expect(r.threads).toBeGreaterThan(0);
+    expect(r.matmul_gflops).toBeGreaterThan(0);
+    expect(r.cases["cg:3"].iterations).toBe(3);  // damped: no early stop on negative curvature
+    expect(r.cases["neumann:1"].hvp_count).toBe(2);
+    expect(r.cases["neumann:1"].grad_count).toBe(2);  // v1 and f (no precomputed f in the bare problem)
+    expect(r.cases["sama"].hvp_count).toBe(0);
+    expect(r.cases["dio_outer:neumann:1"].grad_count).toBe(1);  // the inner step's f is reused: only v1
+    expect(r.cases["unroll:2"].peak_bytes).toBeGreaterThan(0);
     expect(() => loadAddon().dioBenchHypergrad({ specs: ["bogus:1"] })).toThrow(/bogus/);
   });
 });

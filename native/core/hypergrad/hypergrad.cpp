@@ -8,8 +8,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <set>
 #include <sstream>
+#include <mutex>
 #include <unordered_set>
 
 #include "common/errors.h"
@@ -114,15 +116,53 @@ TensorList reduced(const BilevelProblem& pb, TensorList&& xs) {
   return std::move(xs);
 }
 
+// ---------- randomness: every call of a closure sees the generator state of its slot ----------
+
+// Slot 0: inner_loss (all calls; unroll's step 0 too), slot k: unroll's step k, slot -1: outer_loss. The first call
+// of a slot captures the state it starts from; later calls restore it. finish() leaves the generators where the
+// last first call left them.
+class Randomness {
+ public:
+  explicit Randomness(const BilevelProblem& pb)
+      : tensors_(pb.inner_params), frontier_(RngState::capture(pb.inner_params)) {
+    if (!pb.inner_grad.empty() && !pb.inner_rng.empty()) slots_.emplace(0, pb.inner_rng);
+  }
+  template <class F>
+  at::Tensor call(int64_t slot, F&& f) {
+    auto it = slots_.find(slot);
+    if (it != slots_.end()) {
+      it->second.restore();
+      return f();
+    }
+    slots_.emplace(slot, RngState::capture(tensors_));
+    at::Tensor out = f();
+    frontier_ = RngState::capture(tensors_);
+    return out;
+  }
+  at::Tensor inner(const BilevelProblem& pb, int64_t slot = 0) {
+    return call(slot, [&] { return checked_scalar(pb.inner_loss(), "inner_loss"); });
+  }
+  at::Tensor outer(const BilevelProblem& pb) {
+    return call(-1, [&] { return checked_scalar(pb.outer_loss(), "outer_loss"); });
+  }
+  void finish() { frontier_.restore(); }
+
+ private:
+  TensorList tensors_;
+  std::map<int64_t, RngState> slots_;
+  RngState frontier_;
+};
+
 // ---------- the methods ----------
 
 HypergradResult unroll_functional(BilevelProblem& pb, const HypergradSpec& spec) {
   HypergradResult res;
+  Randomness rng(pb);
   const double lr = spec.options.inner_lr;
   TensorList th;
   for (const auto& t : pb.inner_params) th.push_back(t.detach().requires_grad_(true));
   for (int64_t k = 0; k < spec.k; ++k) {
-    at::Tensor loss = checked_scalar(pb.inner_loss_at(th), "inner_loss_at");
+    at::Tensor loss = rng.call(k, [&] { return checked_scalar(pb.inner_loss_at(th), "inner_loss_at"); });
     TensorList g = grad_of(loss, th, /*create_graph=*/true);
     ++res.stats.grad_count;
     TensorList next;
@@ -131,20 +171,24 @@ HypergradResult unroll_functional(BilevelProblem& pb, const HypergradSpec& spec)
     th = std::move(next);
     ++res.stats.iterations;
   }
-  at::Tensor outer = checked_scalar(pb.outer_loss_at(th), "outer_loss_at");
+  at::Tensor outer = rng.call(-1, [&] { return checked_scalar(pb.outer_loss_at(th), "outer_loss_at"); });
+  res.outer_loss = outer.detach();
   res.grads = grad_of(outer, pb.outer_params, /*create_graph=*/false);
   ++res.stats.grad_count;
   res.stats.hvp_count = spec.k;  // the backward pass crosses each step's gradient graph once
   if (spec.options.commit_unrolled) assign_(pb.inner_params, th);
+  rng.finish();
   return res;
 }
 
 // Reverse-mode differentiation through K SGD steps over stored iterates (Maclaurin et al. 2015,
 // Franceschi et al. 2017): with a_K = dL_meta/dtheta_K,
 //   dL/dphi = direct - lr * sum_k (d g_k/d phi)^T a_{k+1},  a_k = a_{k+1} - lr * H_k a_{k+1},
-// each step's (H_k a, (d g_k/d phi)^T a) computed by one double backward at the stored theta_k.
+// each step's (H_k a, (d g_k/d phi)^T a) computed by one double backward at the stored theta_k, with the generator
+// state step k first ran with (the same dropout masks: the trajectory taken is the one differentiated).
 HypergradResult unroll_reverse(BilevelProblem& pb, const HypergradSpec& spec) {
   HypergradResult res;
+  Randomness rng(pb);
   const double lr = spec.options.inner_lr;
   const TensorList& theta = pb.inner_params;
   const TensorList& phi = pb.outer_params;
@@ -152,21 +196,27 @@ HypergradResult unroll_reverse(BilevelProblem& pb, const HypergradSpec& spec) {
   std::vector<TensorList> iterates(static_cast<size_t>(spec.k));
   for (int64_t k = 0; k < spec.k; ++k) {
     iterates[k] = k == 0 ? guard.saved() : clone_detached(theta);
-    TensorList g = reduced(pb, grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), theta, false));
-    ++res.stats.grad_count;
+    TensorList g;
+    if (k == 0 && !pb.inner_grad.empty()) {
+      g = reduced(pb, clone_detached(pb.inner_grad));  // the caller's f at theta_0 (its shard: reduce a copy)
+    } else {
+      g = reduced(pb, grad_of(rng.inner(pb, k), theta, false));
+      ++res.stats.grad_count;
+    }
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < theta.size(); ++i) theta[i].sub_(g[i], lr);
   }
   TensorList a, hyper;
-  split(reduced(pb, grad_of(checked_scalar(pb.outer_loss(), "outer_loss"), concat(theta, phi), false)), theta.size(), a,
-        hyper);
+  at::Tensor outer = rng.outer(pb);
+  res.outer_loss = outer.detach();
+  split(reduced(pb, grad_of(outer, concat(theta, phi), false)), theta.size(), a, hyper);
   ++res.stats.grad_count;
   TensorList theta_k = spec.options.commit_unrolled ? clone_detached(theta) : TensorList{};
   const TensorList all = concat(theta, phi);
   for (int64_t k = spec.k - 1; k >= 0; --k) {
     assign_(theta, iterates[k]);
     if (k > 0) iterates[k].clear();
-    TensorList g = grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), theta, true);
+    TensorList g = grad_of(rng.inner(pb, k), theta, true);
     ++res.stats.grad_count;
     TensorList ha, ja;
     split(reduced(pb, vjp(g, a, all, /*retain_graph=*/false)), theta.size(), ha, ja);
@@ -181,6 +231,7 @@ HypergradResult unroll_reverse(BilevelProblem& pb, const HypergradSpec& spec) {
   } else {
     guard.restore();
   }
+  rng.finish();
   res.grads = std::move(hyper);
   return res;
 }
@@ -190,25 +241,43 @@ HypergradResult unroll_method(BilevelProblem& pb, const HypergradSpec& spec) {
   return unroll_reverse(pb, spec);
 }
 
-// Shared start of the implicit methods: v1 and the direct term at the current theta, and f with graph.
+// v1 = d L_meta / d theta and the direct term at the current theta (reduced), and L_meta.
+void outer_gradient(BilevelProblem& pb, Randomness& rng, HypergradResult& res, TensorList& v1, TensorList& direct) {
+  at::Tensor outer = rng.outer(pb);
+  res.outer_loss = outer.detach();
+  split(reduced(pb, grad_of(outer, concat(pb.inner_params, pb.outer_params), false)), pb.inner_params.size(), v1,
+        direct);
+  ++res.stats.grad_count;
+}
+
+// Shared start of the implicit methods: v1 and the direct term at the current theta, and f with graph (the
+// caller's, when BilevelProblem::inner_grad is set).
 struct ImplicitStart {
   TensorList v1, direct, f;
 };
 
-ImplicitStart implicit_start(BilevelProblem& pb, HypergradStats& stats) {
+ImplicitStart implicit_start(BilevelProblem& pb, Randomness& rng, HypergradResult& res) {
   ImplicitStart s;
-  split(reduced(pb, grad_of(checked_scalar(pb.outer_loss(), "outer_loss"), concat(pb.inner_params, pb.outer_params),
-                            false)),
-        pb.inner_params.size(), s.v1, s.direct);
-  s.f = grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), pb.inner_params, /*create_graph=*/true);
-  stats.grad_count += 2;
+  outer_gradient(pb, rng, res, s.v1, s.direct);
+  if (!pb.inner_grad.empty()) {
+    if (std::none_of(pb.inner_grad.begin(), pb.inner_grad.end(), [](const at::Tensor& t) { return t.requires_grad(); }))
+      throw ArgumentError("hypergradient " + res.method +
+                          ": BilevelProblem.inner_grad has no graph (compute it with hypergrad::inner_gradient for "
+                          "this method, or with create_graph)");
+    s.f = pb.inner_grad;
+  } else {
+    s.f = grad_of(rng.inner(pb), pb.inner_params, /*create_graph=*/true);
+    ++res.stats.grad_count;
+  }
   return s;
 }
 
 HypergradResult neumann_method(BilevelProblem& pb, const HypergradSpec& spec) {
   HypergradResult res;
+  res.method = spec.method;
+  Randomness rng(pb);
   const double alpha = spec.options.alpha;
-  ImplicitStart s = implicit_start(pb, res.stats);
+  ImplicitStart s = implicit_start(pb, rng, res);
   TensorList v = s.v1;
   TensorList p = clone_detached(s.v1);
   for (int64_t k = 0; k < spec.k; ++k) {
@@ -218,17 +287,21 @@ HypergradResult neumann_method(BilevelProblem& pb, const HypergradSpec& spec) {
     axpy_(p, 1.0, v);
     ++res.stats.iterations;
   }
-  TensorList jp = reduced(pb, vjp(s.f, p, pb.outer_params, /*retain_graph=*/false));
+  // The caller's graph is kept (it owns f); our own is freed by this last product.
+  TensorList jp = reduced(pb, vjp(s.f, p, pb.outer_params, /*retain_graph=*/!pb.inner_grad.empty()));
   ++res.stats.hvp_count;
   axpy_(s.direct, -alpha, jp);
   res.grads = std::move(s.direct);
+  rng.finish();
   return res;
 }
 
 HypergradResult cg_method(BilevelProblem& pb, const HypergradSpec& spec) {
   HypergradResult res;
+  res.method = spec.method;
+  Randomness rng(pb);
   const double damping = spec.options.damping;
-  ImplicitStart s = implicit_start(pb, res.stats);
+  ImplicitStart s = implicit_start(pb, rng, res);
   const double bnorm = norm(s.v1);
   TensorList x = zeros_like(s.v1);
   TensorList r = clone_detached(s.v1);
@@ -253,49 +326,94 @@ HypergradResult cg_method(BilevelProblem& pb, const HypergradSpec& spec) {
     rs = rs_new;
   }
   res.stats.residual = bnorm > 0 ? std::sqrt(rs) / bnorm : 0.0;
-  TensorList jx = reduced(pb, vjp(s.f, x, pb.outer_params, /*retain_graph=*/false));
+  TensorList jx = reduced(pb, vjp(s.f, x, pb.outer_params, /*retain_graph=*/!pb.inner_grad.empty()));
   ++res.stats.hvp_count;
   axpy_(s.direct, -1.0, jx);
   res.grads = std::move(s.direct);
+  rng.finish();
   return res;
+}
+
+// Central differences of grad_phi L_train along w: (grad_phi L(theta + e w) - grad_phi L(theta - e w)) / (2 e) with
+// e = eps / ||w||, from `base` (theta is left at base + ... : the caller restores it). Both calls see the same masks.
+// Returns zeros when w = 0.
+TensorList mixed_by_differences(BilevelProblem& pb, Randomness& rng, HypergradResult& res, const TensorList& base,
+                                const TensorList& w, double eps) {
+  const TensorList& theta = pb.inner_params;
+  const TensorList& phi = pb.outer_params;
+  const double wnorm = norm(w);
+  if (!(wnorm > 0)) return zeros_like(phi);
+  const double e = eps / wnorm;
+  TensorList plus = clone_detached(base);
+  axpy_(plus, e, w);
+  assign_(theta, plus);
+  plus.clear();
+  TensorList gp = reduced(pb, grad_of(rng.inner(pb), phi, false));
+  TensorList minus = clone_detached(base);
+  axpy_(minus, -e, w);
+  assign_(theta, minus);
+  minus.clear();
+  TensorList gm = reduced(pb, grad_of(rng.inner(pb), phi, false));
+  res.stats.grad_count += 2;
+  for (size_t i = 0; i < gp.size(); ++i) gp[i].sub_(gm[i]).mul_(1.0 / (2 * e));
+  return gp;
 }
 
 // DARTS (Liu et al. 2019, eq. 7-8): theta' = theta - lr g; v1, direct at theta';
 // hypergrad = direct - lr * (grad_phi L_train(theta + e v1) - grad_phi L_train(theta - e v1)) / (2 e),
-// e = eps / ||v1||.
+// e = eps / ||v1||. g and both differences see the same dropout masks.
 HypergradResult fd_method(BilevelProblem& pb, const HypergradSpec& spec) {
   HypergradResult res;
+  Randomness rng(pb);
   const double lr = spec.options.inner_lr;
   const TensorList& theta = pb.inner_params;
-  const TensorList& phi = pb.outer_params;
   ThetaGuard guard(theta);
-  TensorList g = reduced(pb, grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), theta, false));
+  TensorList g;
+  if (!pb.inner_grad.empty()) {
+    g = reduced(pb, clone_detached(pb.inner_grad));
+  } else {
+    g = reduced(pb, grad_of(rng.inner(pb), theta, false));
+    ++res.stats.grad_count;
+  }
   {
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < theta.size(); ++i) theta[i].sub_(g[i], lr);
   }
   g.clear();
   TensorList v1, direct;
-  split(reduced(pb, grad_of(checked_scalar(pb.outer_loss(), "outer_loss"), concat(theta, phi), false)), theta.size(),
-        v1, direct);
-  res.stats.grad_count += 2;
-  const double vnorm = norm(v1);
-  if (vnorm > 0) {
-    const double e = spec.options.fd_epsilon / vnorm;
-    TensorList plus = clone_detached(guard.saved());
-    axpy_(plus, e, v1);
-    assign_(theta, plus);
-    plus.clear();
-    TensorList gp = reduced(pb, grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), phi, false));
-    TensorList minus = clone_detached(guard.saved());
-    axpy_(minus, -e, v1);
-    assign_(theta, minus);
-    minus.clear();
-    TensorList gm = reduced(pb, grad_of(checked_scalar(pb.inner_loss(), "inner_loss"), phi, false));
-    res.stats.grad_count += 2;
-    for (size_t i = 0; i < direct.size(); ++i) direct[i].sub_((gp[i] - gm[i]) * (lr / (2 * e)));
-  }
+  outer_gradient(pb, rng, res, v1, direct);
+  TensorList mixed = mixed_by_differences(pb, rng, res, guard.saved(), v1, spec.options.fd_epsilon);
+  axpy_(direct, -lr, mixed);
   guard.restore();
+  rng.finish();
+  res.stats.iterations = 1;
+  res.grads = std::move(direct);
+  return res;
+}
+
+// SAMA (see hypergrad.h): hypergrad = direct - (d f/d phi)^T P v1 at theta, P the inner optimizer's update
+// derivative (BilevelProblem::precondition) or lr I; the mixed product by central differences.
+HypergradResult sama_method(BilevelProblem& pb, const HypergradSpec& spec) {
+  HypergradResult res;
+  Randomness rng(pb);
+  ThetaGuard guard(pb.inner_params);
+  TensorList v1, direct;
+  outer_gradient(pb, rng, res, v1, direct);
+  TensorList w;
+  if (pb.precondition) {
+    w = pb.precondition(v1);
+    if (w.size() != v1.size())
+      throw ArgumentError("hypergradient sama: BilevelProblem.precondition returned " + std::to_string(w.size()) +
+                          " tensors for " + std::to_string(v1.size()) + " inner parameters");
+    for (auto& t : w) t = t.detach();
+  } else {
+    w = std::move(v1);
+    for (auto& t : w) t.mul_(spec.options.inner_lr);
+  }
+  TensorList mixed = mixed_by_differences(pb, rng, res, guard.saved(), w, spec.options.fd_epsilon);
+  axpy_(direct, -1.0, mixed);
+  guard.restore();
+  rng.finish();
   res.stats.iterations = 1;
   res.grads = std::move(direct);
   return res;
@@ -305,13 +423,16 @@ HypergradResult fd_method(BilevelProblem& pb, const HypergradSpec& spec) {
 
 const std::vector<MethodInfo>& registry() {
   static const std::vector<MethodInfo> table = {
-      {"unroll", true, 1, {"lr"}, "differentiate through K inner SGD steps with step lr", unroll_method},
-      {"neumann", true, 1, {"alpha"}, "implicit function theorem, K-step Neumann series with step alpha (DIO)",
+      {"unroll", true, 1, {"lr"}, "differentiate through K inner SGD steps with step lr", false, unroll_method},
+      {"neumann", true, 1, {"alpha"}, "implicit function theorem, K-step Neumann series with step alpha (DIO)", true,
        neumann_method},
       {"cg", true, 10, {"damping", "tol"}, "implicit function theorem, K conjugate-gradient iterations on H + damping I",
-       cg_method},
-      {"fd", false, 0, {"lr", "eps"}, "DARTS finite-difference approximation of one unrolled step with lr",
+       true, cg_method},
+      {"fd", false, 0, {"lr", "eps"}, "DARTS finite-difference approximation of one unrolled step with lr", false,
        fd_method},
+      {"sama", false, 0, {"lr", "eps"},
+       "SAMA: first order, identity base Jacobian, the inner optimizer's update derivative in the mixed term", false,
+       sama_method},
   };
   return table;
 }
@@ -374,6 +495,15 @@ void check_problem(const BilevelProblem& pb) {
   if (!pb.outer_loss) throw ArgumentError("hypergradient: BilevelProblem.outer_loss is not set");
   if (static_cast<bool>(pb.inner_loss_at) != static_cast<bool>(pb.outer_loss_at))
     throw ArgumentError("hypergradient: set both BilevelProblem.inner_loss_at and outer_loss_at, or neither");
+  if (!pb.inner_grad.empty()) {
+    if (pb.inner_grad.size() != pb.inner_params.size())
+      throw ArgumentError("hypergradient: BilevelProblem.inner_grad has " + std::to_string(pb.inner_grad.size()) +
+                          " tensors, inner_params " + std::to_string(pb.inner_params.size()));
+    for (size_t i = 0; i < pb.inner_grad.size(); ++i)
+      if (!pb.inner_grad[i].defined() || !pb.inner_grad[i].sizes().equals(pb.inner_params[i].sizes()))
+        throw ArgumentError("hypergradient: BilevelProblem.inner_grad[" + std::to_string(i) +
+                            "] is undefined or not shaped like inner_params[" + std::to_string(i) + "]");
+  }
   std::unordered_set<const void*> seen;
   for (const auto* list : {&pb.inner_params, &pb.outer_params})
     for (const auto& t : *list)
@@ -413,6 +543,42 @@ std::vector<at::Tensor> hvp(const LossFn& loss_fn, const std::vector<at::Tensor>
   at::Tensor loss = checked_scalar(loss_fn(), "hvp loss");
   TensorList g = grad_of(loss, params, /*create_graph=*/true);
   return vjp(g, v, params, /*retain_graph=*/false);
+}
+
+RngState RngState::capture(const std::vector<at::Tensor>& tensors) {
+  RngState s;
+  std::vector<at::Device> devices{at::Device(at::kCPU)};
+  for (const auto& t : tensors)
+    if (t.defined() && t.is_cuda() && std::find(devices.begin(), devices.end(), t.device()) == devices.end())
+      devices.push_back(t.device());
+  for (const auto& d : devices) {
+    at::Generator gen = at::globalContext().defaultGenerator(d);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    s.states_.emplace_back(gen, gen.get_state());
+  }
+  return s;
+}
+
+void RngState::restore() const {
+  for (const auto& [gen, state] : states_) {
+    at::Generator g = gen;
+    std::lock_guard<std::mutex> lock(g.mutex());
+    g.set_state(state);
+  }
+}
+
+at::Tensor inner_gradient(const std::string& spec_text, BilevelProblem& problem, const HypergradOptions& options) {
+  HypergradSpec spec = parse_spec(spec_text, options);
+  check_problem(problem);
+  const MethodInfo* info = nullptr;
+  for (const auto& m : registry())
+    if (m.name == spec.method) info = &m;
+  torch::AutoGradMode enable(true);
+  problem.inner_grad.clear();
+  problem.inner_rng = RngState::capture(problem.inner_params);
+  at::Tensor loss = checked_scalar(problem.inner_loss(), "inner_loss");
+  problem.inner_grad = grad_of(loss, problem.inner_params, /*create_graph=*/info->uses_inner_graph);
+  return loss.detach();
 }
 
 const std::vector<MethodInfo>& methods() { return registry(); }

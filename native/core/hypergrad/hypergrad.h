@@ -9,6 +9,13 @@
 //              hypergrad = direct - (d f/d phi)^T x; on negative curvature CG stops with the x it has
 //              (truncated CG) and sets stats.negative_curvature: use damping on non-convex losses
 //   fd         DARTS' finite-difference approximation of one unrolled step with lr
+//   sama       first-order, optimizer-aware (SAMA, Choe et al. NeurIPS 2023; Betty's hypergradient/sama.py): the
+//              base Jacobian's inverse is taken as the identity and the inner optimizer's update rule enters the
+//              mixed term: hypergrad = direct - (d f/d phi)^T P v1, P = d(update)/d(gradient) (diagonal: AdamW's
+//              exact derivative when BilevelProblem::precondition is set, else lr I), the mixed product by
+//              central differences of grad_phi L_train at theta +- e P v1 (e = eps / ||P v1||): no second-order
+//              autograd at all. An approximation: its error against the exact hypergradient is measured in
+//              tests/test_hypergrad.cpp (ridge problem) and reported in the README, not assumed small.
 //
 // where v1 = d L_meta / d theta, f = d L_train / d theta, H = d f / d theta, and direct = d L_meta / d phi
 // (zero when the outer loss does not read phi). Every method uses Hessian-vector products by double
@@ -25,6 +32,17 @@
 // unless options.commit_unrolled is set for unroll:K; "unroll" and "fd" change theta's values in place
 // (under NoGradGuard) while they run and restore them, also when a closure throws. The implicit methods
 // assume theta is near a minimiser of L_train (that is where the implicit function theorem holds).
+//
+// Randomness (dropout): the closures may draw from the default generators (CPU, and the CUDA devices of theta).
+// Within one hypergradient every call of inner_loss sees the same generator state (so the same dropout masks),
+// and every call of outer_loss its own fixed state; unroll:K's step k sees the state it had when step k first ran,
+// so the reverse pass differentiates the trajectory actually taken. On return the generators stand where the
+// last fresh draw left them (deterministic, so runs resume bit for bit). A finite difference or a recomputed
+// gradient thus never mixes two dropout masks.
+//
+// Reusing the inner step (BilevelProblem::inner_grad, set by inner_gradient()): a trainer computes the training
+// gradient f once (with its graph when the method differentiates it), takes the hypergradient at theta_t on it, and
+// then gives f.detach() to its optimizer; the methods then pay no gradient of their own for f.
 #pragma once
 #include <torch/torch.h>
 
@@ -38,6 +56,17 @@ namespace hypergrad {
 
 using LossFn = std::function<at::Tensor()>;
 using LossAtFn = std::function<at::Tensor(const std::vector<at::Tensor>& theta)>;
+
+// The states of the default generators that dropout draws from (CPU, and the CUDA devices of `tensors`).
+class RngState {
+ public:
+  static RngState capture(const std::vector<at::Tensor>& tensors);
+  void restore() const;
+  bool empty() const { return states_.empty(); }
+
+ private:
+  std::vector<std::pair<at::Generator, at::Tensor>> states_;
+};
 
 struct BilevelProblem {
   std::vector<at::Tensor> inner_params;  // theta
@@ -58,14 +87,22 @@ struct BilevelProblem {
   // worker calls it the same number of times. unroll:K then runs in reverse mode over stored iterates (an
   // all-reduce cannot sit inside a differentiated graph). Empty: one process.
   std::function<void(std::vector<at::Tensor>&)> reduce;
+  // Optional: f = d L_train / d theta at the current theta (this worker's shard, not reduced), computed by the caller
+  // with inner_gradient(), with its graph when the method differentiates it (MethodInfo::uses_inner_graph), and the
+  // generator state it drew its dropout masks from. The methods then reuse it instead of computing their own.
+  std::vector<at::Tensor> inner_grad;
+  RngState inner_rng;
+  // Optional (sama): P v for the inner optimizer's update derivative P = d update / d gradient (diagonal). Empty:
+  // P = lr I (plain SGD with the spec's lr).
+  std::function<std::vector<at::Tensor>(const std::vector<at::Tensor>& v)> precondition;
 };
 
 struct HypergradOptions {
-  double inner_lr = 1e-2;    // spec key lr: unroll and fd step size
+  double inner_lr = 1e-2;    // spec key lr: unroll and fd step size, sama's P without a preconditioner
   double alpha = 1e-2;       // spec key alpha: Neumann step (needs alpha < 2 / lambda_max(H))
   double damping = 0.0;      // spec key damping: cg solves (H + damping I) x = v1
   double cg_tol = 0.0;       // spec key tol: cg stops when ||r|| <= tol * ||v1|| (0: run all K)
-  double fd_epsilon = 0.01;  // spec key eps: fd perturbs by eps / ||v1|| (DARTS)
+  double fd_epsilon = 0.01;  // spec key eps: fd perturbs by eps / ||v1|| (DARTS), sama by eps / ||P v1||
   bool commit_unrolled = false;  // unroll: leave theta at theta_K instead of restoring it
 };
 
@@ -83,6 +120,9 @@ struct HypergradResult {
   HypergradStats stats;
   std::string method;  // registry name, e.g. "neumann"
   int64_t k = 0;       // K used (0 for methods without K)
+  // L_meta (detached scalar, this worker's shard) where v1 was taken: theta (implicit methods, sama), the look-ahead
+  // theta' (fd), theta_K (unroll). Trainers log it instead of running another forward of the meta batch.
+  at::Tensor outer_loss;
 };
 
 // A parsed spec: the method's registry name, K, and the options with the spec's keys applied.
@@ -100,6 +140,7 @@ struct MethodInfo {
   int64_t default_k;              // K when the spec gives none (ignored when !takes_k)
   std::vector<std::string> keys;  // option keys the method accepts
   std::string summary;
+  bool uses_inner_graph;          // differentiates f = d L_train / d theta (inner_gradient keeps its graph)
   MethodFn fn;
 };
 
@@ -114,6 +155,12 @@ HypergradSpec parse_spec(const std::string& spec, const HypergradOptions& defaul
 // phi, defined floating tensors requiring grad, closures set) and throws ArgumentError otherwise.
 HypergradResult compute_hypergradient(const std::string& spec, BilevelProblem& problem,
                                       const HypergradOptions& options = {});
+
+// Computes f = d L_train / d theta at the current theta into problem.inner_grad (create_graph when the method of
+// `spec` differentiates it, else a plain gradient) and the generator state it used into problem.inner_rng; returns
+// L_train (detached). Then compute_hypergradient(spec, problem) reuses f, and the caller may step its optimizer on
+// f.detach() afterwards (after compute_hypergradient: the methods read theta as it is).
+at::Tensor inner_gradient(const std::string& spec, BilevelProblem& problem, const HypergradOptions& options = {});
 
 // Writes (or adds, when accumulate) result.grads into the .grad of problem.outer_params, so that an
 // ordinary torch::optim optimizer over phi can step.

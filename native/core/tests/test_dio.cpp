@@ -13,6 +13,7 @@
 #include "hypergrad/hypergrad.h"
 #include "tests/check.h"
 #include "tests/test_t5_common.h"
+#include "t5/generate.h"
 #include "train/dio.h"
 
 using instill::MemoryTracker;
@@ -23,8 +24,10 @@ namespace hg = instill::hypergrad;
 
 namespace {
 
-instill::t5::T5ForConditionalGeneration make_model(at::ScalarType dtype, uint64_t seed, int64_t d_model = 16) {
+instill::t5::T5ForConditionalGeneration make_model(at::ScalarType dtype, uint64_t seed, int64_t d_model = 16,
+                                                  double dropout = 0.0) {
   auto cfg = t5test::micro_config(true, false, 23);
+  cfg.dropout_rate = dropout;
   if (d_model != 16) {
     cfg.d_model = d_model;
     cfg.d_ff = 2 * d_model;
@@ -282,6 +285,195 @@ TEST(phi_save_load_roundtrip) {
   DioTrainer c(make_model(at::kFloat, 9), options("prompt", "neumann:1"));
   REQUIRE_THROWS(c.load_phi(path));  // other variant
   std::remove(path.c_str());
+}
+
+// ---------- issue 13: dropout, the inner step reused, the meta loss, the lr, SAMA ----------
+
+TEST(unroll_under_dropout_matches_finite_differences_through_the_same_steps_t5) {
+  auto model = make_model(at::kDouble, 3, 16, /*dropout=*/0.1);
+  model->train();
+  const double lr = 0.5;
+  const int64_t K = 2;
+  DioTrainer tr(model, options("prompt", "unroll:2"), {{5, 6, 7, 8}, {}});
+  DioBatch train = make_batch(3, 6, 4, 11, true, false);
+  DioBatch meta = make_batch(2, 5, 3, 12, false, false);
+  auto pb = tr.problem(train, meta);
+  auto start = hg::RngState::capture(tr.theta());
+  hg::HypergradOptions ho;
+  ho.inner_lr = lr;
+  auto res = hg::compute_hypergradient("unroll:2", pb, ho);
+  // F(phi): K SGD steps then the meta loss, every forward drawing its masks in order from `start`.
+  auto th = tr.theta();
+  std::vector<at::Tensor> saved;
+  for (auto& p : th) saved.push_back(p.detach().clone());
+  auto F = [&] {
+    start.restore();
+    torch::AutoGradMode on(true);
+    for (int64_t k = 0; k < K; ++k) {
+      auto g = torch::autograd::grad({tr.loss(train)}, th, {}, false, false, true);
+      torch::NoGradGuard ng;
+      for (size_t i = 0; i < th.size(); ++i)
+        if (g[i].defined()) th[i].sub_(lr * g[i]);
+    }
+    double out;
+    {
+      torch::NoGradGuard ng;
+      out = tr.loss(meta).item<double>();
+      for (size_t i = 0; i < th.size(); ++i) th[i].copy_(saved[i]);
+    }
+    return out;
+  };
+  auto flat = tr.phi()[0].detach().view({-1});
+  auto gen = at::detail::createCPUGenerator(9);
+  double worst = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const int64_t j = at::randint(0, flat.numel(), {1}, gen, at::kLong).item<int64_t>();
+    const double x0 = flat[j].item<double>(), eps = 1e-5;
+    torch::NoGradGuard ng;
+    flat[j] = x0 + eps;
+    const double fp = F();
+    flat[j] = x0 - eps;
+    const double fm = F();
+    flat[j] = x0;
+    const double fd = (fp - fm) / (2 * eps), an = res.grads[0].view({-1})[j].item<double>();
+    worst = std::max(worst, std::fabs(fd - an) / std::max(1e-8, std::fabs(fd)));
+    REQUIRE_MSG(std::fabs(fd - an) <= 1e-6 + 1e-5 * std::fabs(fd),
+                "phi[" << j << "]: finite differences " << fd << " vs unroll:2 " << an << " (dropout 0.1)");
+  }
+  std::printf("  T5 micro, dropout 0.1: unroll:2 vs finite differences through the same 2 steps: max rel diff %.2e\n", worst);
+}
+
+TEST(outer_step_reuses_the_inner_gradient_and_returns_the_meta_loss) {
+  auto model = make_model(at::kDouble, 5);
+  model->train();  // dropout 0 in the micro config: the reference forward below is comparable
+  DioTrainer tr(model, options("prompt", "neumann:1"), {{5, 6}, {}});
+  DioBatch train = make_batch(3, 6, 4, 31, true, false);
+  DioBatch meta = make_batch(2, 5, 3, 32, false, false);
+  double meta_before, train_before;
+  {
+    torch::NoGradGuard ng;
+    meta_before = tr.loss(meta).item<double>();
+    train_before = tr.loss(train).item<double>();
+  }
+  auto st = tr.step(train, &meta);
+  REQUIRE(st.outer_updated);
+  REQUIRE_MSG(st.grad_count == 1, "an outer step with neumann:1 computed " << st.grad_count << " gradients (v1 only expected)");
+  REQUIRE(st.hvp_count == 2);
+  REQUIRE_CLOSE(st.meta_loss, meta_before, 1e-12);  // the outer loss the hypergradient took v1 from, at theta_t
+  REQUIRE_CLOSE(st.train_loss, train_before, 1e-12);
+}
+
+TEST(unroll_and_fd_take_the_inner_optimizers_learning_rate) {
+  for (const char* spec : {"unroll:1", "fd"}) {
+    for (bool follow : {true, false}) {
+      auto model = make_model(at::kDouble, 6);
+      model->train();
+      auto o = options("prompt", spec);
+      o.inner.lr = 0.05;  // differs from HypergradOptions' default 1e-2
+      o.hypergrad_options.inner_lr = 0.2;
+      o.hypergrad_lr_from_inner = follow;
+      DioTrainer tr(model, o, {{5, 6}, {}});
+      DioBatch train = make_batch(3, 6, 4, 41, true, false);
+      DioBatch meta = make_batch(2, 5, 3, 42, false, false);
+      auto pb = tr.problem(train, meta);
+      hg::HypergradOptions ho;
+      ho.inner_lr = follow ? 0.05 : 0.2;
+      auto ref = hg::compute_hypergradient(spec, pb, ho);
+      const double ref_norm = ref.grads[0].norm().item<double>();
+      auto st = tr.step(train, &meta);
+      REQUIRE_MSG(std::fabs(st.hypergrad_norm - ref_norm) <= 1e-9 * ref_norm,
+                  spec << (follow ? " (lr from the inner optimizer)" : " (fixed lr)") << ": hypergradient norm "
+                       << st.hypergrad_norm << " vs " << ref_norm << " with lr " << ho.inner_lr);
+    }
+  }
+}
+
+TEST(adamw_preconditioner_is_the_derivative_of_the_update) {
+  auto model = make_model(at::kDouble, 8);
+  model->train();
+  auto o = options("prompt", "sama");
+  o.inner.clip_norm = 0;
+  o.inner.weight_decay = 0.01;
+  DioTrainer tr(model, o, {{5, 6}, {}});
+  DioBatch train = make_batch(3, 6, 4, 51, true, false);
+  DioBatch meta = make_batch(2, 5, 3, 52, false, false);
+  for (int s = 0; s < 3; ++s) tr.step(train, &meta);  // AdamW state with history (t = 3)
+  auto th = tr.theta();
+  std::vector<at::Tensor> g, v;
+  auto gen = at::detail::createCPUGenerator(3);
+  for (auto& p : th) {
+    g.push_back(at::randn(p.sizes(), gen, at::kDouble) * 0.1);
+    v.push_back(at::randn(p.sizes(), gen, at::kDouble));
+  }
+  auto pv = tr.precondition(g, v);
+  // d/dh of the update with gradient g + h v, by central differences on copies of the optimizer
+  auto update = [&](double h) {
+    std::vector<std::pair<std::string, at::Tensor>> ps;
+    std::vector<at::Tensor> before;
+    for (size_t i = 0; i < th.size(); ++i) {
+      ps.emplace_back(tr.inner_optimizer().params()[i].first, th[i].detach().clone().requires_grad_(true));
+      before.push_back(th[i].detach().clone());
+    }
+    instill::train::Optimizer opt(ps, tr.inner_optimizer().config());
+    opt.load_state_dict(tr.inner_optimizer().state_dict());
+    for (size_t i = 0; i < ps.size(); ++i) ps[i].second.mutable_grad() = g[i] + h * v[i];
+    opt.apply();
+    std::vector<at::Tensor> d;
+    for (size_t i = 0; i < ps.size(); ++i) d.push_back(before[i] - ps[i].second.detach());
+    return d;
+  };
+  const double h = 1e-6;
+  auto up = update(h), dn = update(-h);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < th.size(); ++i) {
+    auto fd = (up[i] - dn[i]) / (2 * h);
+    num += (fd - pv[i]).pow(2).sum().item<double>();
+    den += fd.pow(2).sum().item<double>();
+  }
+  const double e = std::sqrt(num / den);
+  std::printf("  AdamW update derivative vs central differences: rel err %.2e\n", e);
+  REQUIRE(e < 1e-6);
+  // a DIO run with sama: no Hessian-vector products, phi moves
+  auto phi0 = tr.phi()[0].detach().clone();
+  auto st = tr.step(train, &meta);
+  REQUIRE(st.outer_updated);
+  REQUIRE(st.hvp_count == 0);
+  REQUIRE(st.grad_count == 3);  // v1 and the two differences
+  REQUIRE(!tr.phi()[0].equal(phi0));
+}
+
+TEST(score_options_reads_the_soft_tokens) {
+  auto model = make_model(at::kDouble, 9);
+  DioTrainer tr(model, options("prompt", "neumann:1"), {{5, 6}, {7}});
+  DioBatch b = make_batch(2, 5, 3, 61, true, false);
+  at::Tensor opts = at::full({2, 2, 3}, -100, at::kLong);
+  opts.index_put_({0, 0, at::indexing::Slice(0, 2)}, torch::tensor({4, 1}));
+  opts.index_put_({0, 1, at::indexing::Slice(0, 3)}, torch::tensor({5, 6, 1}));
+  opts.index_put_({1, 0, at::indexing::Slice(0, 2)}, torch::tensor({7, 1}));
+  opts.index_put_({1, 1, at::indexing::Slice(0, 2)}, torch::tensor({8, 1}));
+  auto with = tr.score_options(b, opts);
+  DioBatch plain = b;
+  plain.task_ids = at::Tensor();
+  auto without = tr.score_options(plain, opts);
+  instill::t5::T5Inputs in;
+  in.input_ids = b.batch.input_ids;
+  in.attention_mask = b.batch.attention_mask;
+  torch::NoGradGuard ng;
+  model->eval();
+  auto ref = instill::t5::score_options(*model, in, opts).sum.to(at::kDouble);
+  REQUIRE((without - ref).abs().max().item<double>() < 1e-12);  // no soft tokens: the plain model's scores
+  REQUIRE((with - ref).abs().max().item<double>() > 1e-6);      // soft tokens change them
+  // equals the summed token log-likelihood of each option with the soft tokens in front (the loss path)
+  for (int64_t e = 0; e < 2; ++e)
+    for (int64_t k = 0; k < 2; ++k) {
+      DioBatch one;
+      one.batch.input_ids = b.batch.input_ids.narrow(0, e, 1);
+      one.batch.attention_mask = b.batch.attention_mask.narrow(0, e, 1);
+      one.batch.labels = opts[e][k].unsqueeze(0);
+      one.task_ids = b.task_ids.narrow(0, e, 1);
+      const double n = (opts[e][k] != -100).sum().item<double>();
+      REQUIRE_CLOSE(-tr.loss(one).item<double>() * n, with[e][k].item<double>(), 1e-10);
+    }
 }
 
 int main() { return instill_test::run_all(); }

@@ -497,7 +497,7 @@ TEST(spec_parsing_and_errors_name_the_spec) {
   REQUIRE_CLOSE(s.options.inner_lr, 0.5, 0);
   REQUIRE(parse_spec("unroll").k == 1);
   REQUIRE(parse_spec("neumann").k == 1);
-  REQUIRE(instill::hypergrad::method_names().size() == 4);
+  REQUIRE(instill::hypergrad::method_names().size() == 5);  // unroll, neumann, cg, fd, sama
 
   auto arg_err = [](const std::string& spec, const std::string& needle) {
     bool typed = false;
@@ -639,7 +639,7 @@ TEST(reduce_hook_gives_the_full_batch_hypergradient_on_two_shards) {
   HypergradOptions o;
   o.alpha = 0.5 / lambda_max(full.hessian());
   o.inner_lr = 0.1;
-  for (const char* spec : {"neumann:4", "cg:4", "unroll:3", "fd"}) {
+  for (const char* spec : {"neumann:4", "cg:4", "unroll:3", "fd", "sama"}) {
     for (bool functional : {false, true}) {
       BilevelProblem ref_pb = full.pb;
       if (functional) {
@@ -699,6 +699,214 @@ TEST(reduce_hook_gives_the_full_batch_hypergradient_on_two_shards) {
       REQUIRE(torch::equal(wk[0].res.grads[1], wk[1].res.grads[1]));
     }
   }
+}
+
+// ---------- dropout: every closure call of one hypergradient sees the masks it should (issue 13) ----------
+
+// The tanh MLP with dropout 0.1 on its hidden layer (drawn from the default CPU generator, as T5's dropout is).
+struct DropMlp {
+  at::Tensor W1, W2, soft, X, Y, Xv, Yv;
+  BilevelProblem pb;
+  DropMlp() {
+    torch::manual_seed(21);
+    W1 = (0.5 * torch::randn({5, 16}, kF64)).requires_grad_(true);
+    W2 = (0.5 * torch::randn({16, 2}, kF64)).requires_grad_(true);
+    soft = (0.3 * torch::randn({2}, kF64)).requires_grad_(true);
+    X = torch::randn({32, 3}, kF64);
+    Y = torch::randn({32, 2}, kF64);
+    Xv = torch::randn({12, 3}, kF64);
+    Yv = torch::randn({12, 2}, kF64);
+    pb.inner_params = {W1, W2};
+    pb.outer_params = {soft};
+    pb.inner_loss = [this] { return loss_at({W1, W2}, soft, X, Y); };
+    pb.outer_loss = [this] { return loss_at({W1, W2}, soft, Xv, Yv); };
+  }
+  static at::Tensor loss_at(const TensorList& th, const at::Tensor& sf, const at::Tensor& x, const at::Tensor& y) {
+    auto in = torch::cat({x, sf.unsqueeze(0).expand({x.size(0), 2})}, 1);
+    auto h = torch::dropout(torch::tanh(in.matmul(th[0])), 0.1, /*train=*/true);
+    return (h.matmul(th[1]) - y).pow(2).mean();
+  }
+  void use_functional() {
+    pb.inner_loss_at = [this](const TensorList& th) { return loss_at(th, soft, X, Y); };
+    pb.outer_loss_at = [this](const TensorList& th) { return loss_at(th, soft, Xv, Yv); };
+  }
+  // L_meta after K SGD steps, every forward drawing fresh masks from the generator started at `start`, in the order
+  // the steps run (then the outer loss): the trajectory unroll:K takes.
+  double unrolled_meta(const at::Tensor& sf, int64_t K, double lr, const instill::hypergrad::RngState& start) const {
+    start.restore();
+    TensorList th = {W1.detach().clone().requires_grad_(true), W2.detach().clone().requires_grad_(true)};
+    for (int64_t k = 0; k < K; ++k) {
+      auto g = torch::autograd::grad({loss_at(th, sf, X, Y)}, th);
+      torch::NoGradGuard ng;
+      for (size_t i = 0; i < th.size(); ++i) th[i] = (th[i] - lr * g[i]).detach().requires_grad_(true);
+    }
+    torch::NoGradGuard ng;
+    return loss_at(th, sf, Xv, Yv).item<double>();
+  }
+};
+
+TEST(unroll_under_dropout_matches_finite_differences_through_the_same_steps) {
+  for (bool functional : {false, true}) {
+    DropMlp m;
+    if (functional) m.use_functional();
+    for (int64_t K : {1, 3}) {
+      HypergradOptions o;
+      o.inner_lr = 0.3;
+      auto start = instill::hypergrad::RngState::capture({m.W1});
+      auto res = compute_hypergradient("unroll:" + std::to_string(K), m.pb, o);
+      auto after = instill::hypergrad::RngState::capture({m.W1});
+      auto base = m.soft.detach().clone();
+      auto ref = torch::zeros_like(base);
+      const double h = 1e-6;
+      for (int64_t j = 0; j < base.numel(); ++j) {
+        auto p = base.clone(), q = base.clone();
+        p[j] += h;
+        q[j] -= h;
+        ref[j] = (m.unrolled_meta(p, K, 0.3, start) - m.unrolled_meta(q, K, 0.3, start)) / (2 * h);
+      }
+      after.restore();
+      double e = rel_err(res.grads, {ref});
+      std::printf("  dropout 0.1: unroll:%lld (%s) vs finite differences through the same %lld steps: rel err %.3e\n",
+                  (long long)K, functional ? "functional" : "reverse", (long long)K, e);
+      REQUIRE_MSG(e < 1e-6, "unroll:" << K << " under dropout: rel err " << e);
+    }
+  }
+}
+
+TEST(fd_under_dropout_uses_one_mask_and_matches_unroll_one) {
+  DropMlp m;
+  HypergradOptions o;
+  o.inner_lr = 0.5;
+  auto start = instill::hypergrad::RngState::capture({m.W1});
+  auto u = compute_hypergradient("unroll:1", m.pb, o);
+  start.restore();
+  auto f = compute_hypergradient("fd", m.pb, o);
+  double e = rel_err(f.grads, u.grads);
+  std::printf("  dropout 0.1: fd vs unroll:1 (tanh MLP, same masks): rel err %.3e\n", e);
+  REQUIRE_MSG(e < 1e-3, "fd under dropout: rel err " << e);
+  // the same generator state gives the same hypergradient, and the generator ends where it did the first time
+  start.restore();
+  auto f2 = compute_hypergradient("fd", m.pb, o);
+  REQUIRE(torch::equal(f.grads[0], f2.grads[0]));
+}
+
+TEST(implicit_methods_under_dropout_are_deterministic_and_reuse_the_inner_masks) {
+  DropMlp m;
+  HypergradOptions o;
+  o.alpha = 0.05;
+  o.damping = 1.0;
+  for (const char* spec : {"neumann:3", "cg:3", "sama"}) {
+    auto start = instill::hypergrad::RngState::capture({m.W1});
+    BilevelProblem a = m.pb;
+    at::Tensor la = instill::hypergrad::inner_gradient(spec, a, o);
+    auto ra = compute_hypergradient(spec, a, o);
+    start.restore();
+    BilevelProblem b = m.pb;
+    instill::hypergrad::inner_gradient(spec, b, o);
+    auto rb = compute_hypergradient(spec, b, o);
+    REQUIRE_MSG(torch::equal(ra.grads[0], rb.grads[0]), spec);
+    // the precomputed f is the gradient of the inner loss with the masks recorded in inner_rng
+    a.inner_rng.restore();
+    auto g = torch::autograd::grad({m.pb.inner_loss()}, m.pb.inner_params);
+    for (size_t i = 0; i < g.size(); ++i) REQUIRE(torch::allclose(g[i], a.inner_grad[i].detach(), 1e-12, 1e-14));
+    REQUIRE(std::isfinite(la.item<double>()));
+  }
+}
+
+// ---------- reuse of the inner step's gradient; the outer loss returned ----------
+
+TEST(precomputed_inner_gradient_gives_the_same_hypergradient_for_one_gradient_less) {
+  Ridge r(31);
+  r.set_w_to_optimum();
+  {
+    torch::NoGradGuard g;
+    r.w.add_(0.05 * torch::randn({r.d}, kF64));
+  }
+  HypergradOptions o;
+  o.alpha = 0.5 / lambda_max(r.hessian());
+  o.inner_lr = 0.1;
+  for (const char* spec : {"neumann:4", "cg:4", "unroll:3", "fd", "sama"}) {
+    auto plain = compute_hypergradient(spec, r.pb, o);
+    BilevelProblem pb = r.pb;
+    at::Tensor l = instill::hypergrad::inner_gradient(spec, pb, o);
+    REQUIRE_CLOSE(l.item<double>(), r.inner_at({r.w}).item<double>(), 1e-14);
+    auto reused = compute_hypergradient(spec, pb, o);
+    const double e = rel_err(reused.grads, plain.grads);
+    REQUIRE_MSG(e < 1e-13, spec << ": rel err " << e);
+    const int64_t saved = std::string(spec) == "sama" ? 0 : 1;  // sama never needs f itself
+    REQUIRE_MSG(reused.stats.grad_count == plain.stats.grad_count - saved,
+                spec << ": grad_count " << reused.stats.grad_count << " vs " << plain.stats.grad_count);
+    REQUIRE(plain.outer_loss.defined() && reused.outer_loss.defined());
+    REQUIRE_CLOSE(reused.outer_loss.item<double>(), plain.outer_loss.item<double>(), 1e-14);
+  }
+  // the implicit methods' outer loss is L_meta at theta itself
+  auto n = compute_hypergradient("neumann:1", r.pb, o);
+  REQUIRE_CLOSE(n.outer_loss.item<double>(), r.outer_at({r.w}).item<double>(), 1e-14);
+  // an inner_grad without a graph is refused by the methods that differentiate it, naming the field
+  BilevelProblem pb = r.pb;
+  instill::hypergrad::inner_gradient("fd", pb, o);  // fd keeps no graph
+  auto msg = error_of([&] { compute_hypergradient("neumann:1", pb, o); });
+  REQUIRE_MSG(msg.find("inner_grad") != std::string::npos, msg);
+  pb.inner_grad[0] = torch::zeros({1}, kF64);  // not shaped like theta
+  msg = error_of([&] { compute_hypergradient("fd", pb, o); });
+  REQUIRE_MSG(msg.find("inner_grad") != std::string::npos, msg);
+}
+
+// ---------- SAMA: exactness of what it computes, and its error against the exact hypergradient ----------
+
+TEST(sama_computes_its_formula_and_its_error_is_reported) {
+  Ridge r(33);
+  r.set_w_to_optimum();
+  auto exact = r.analytic();
+  // Its formula, computed exactly by autograd: direct - (d f / d phi)^T P v1 at theta.
+  auto formula = [&](const std::function<at::Tensor(const at::Tensor&)>& P) {
+    auto outer = r.outer_at({r.w});
+    auto gv = torch::autograd::grad({outer}, {r.w, r.phi, r.delta}, {}, false, false, true);
+    at::Tensor v1 = gv[0];
+    TensorList direct = {gv[1].defined() ? gv[1] : torch::zeros_like(r.phi), gv[2].defined() ? gv[2] : torch::zeros_like(r.delta)};
+    auto f = torch::autograd::grad({r.inner_at({r.w})}, {r.w}, {}, true, true)[0];
+    auto m = torch::autograd::grad({f}, {r.phi, r.delta}, {P(v1)}, false, false, true);
+    return TensorList{direct[0] - m[0], direct[1] - m[1]};
+  };
+  const double lmax = lambda_max(r.hessian());
+  // P = lr I (no preconditioner: SGD)
+  HypergradOptions o;
+  o.inner_lr = 1.0 / lmax;
+  auto s = compute_hypergradient("sama", r.pb, o);
+  REQUIRE(s.stats.hvp_count == 0);
+  double ef = rel_err(s.grads, formula([&](const at::Tensor& v) { return v * o.inner_lr; }));
+  REQUIRE_MSG(ef < 1e-7, "sama vs its own formula: rel err " << ef);  // central differences, quadratic in w
+  // A diagonal preconditioner (Jacobi: diag(H)^-1, what an adaptive optimizer's P approximates at best)
+  at::Tensor jac = 1.0 / torch::diag(r.hessian());
+  BilevelProblem pj = r.pb;
+  pj.precondition = [&](const TensorList& v) { return TensorList{v[0] * jac}; };
+  auto sj = compute_hypergradient("sama", pj, o);
+  double ej = rel_err(sj.grads, formula([&](const at::Tensor& v) { return v * jac; }));
+  REQUIRE_MSG(ej < 1e-7, "sama (preconditioned) vs its own formula: rel err " << ej);
+  // Its error against the exact hypergradient (the README reports these figures).
+  auto cosine = [](const TensorList& a, const TensorList& b) {
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      ab += (a[i] * b[i]).sum().item<double>();
+      aa += a[i].pow(2).sum().item<double>();
+      bb += b[i].pow(2).sum().item<double>();
+    }
+    return ab / std::sqrt(aa * bb);
+  };
+  auto n1 = compute_hypergradient("neumann:1", r.pb, [&] { HypergradOptions x; x.alpha = 1.0 / lmax; return x; }());
+  std::printf("  ridge, vs the exact hypergradient (rel err, cosine):\n");
+  std::printf("    sama, P = I / lambda_max(H)       %.3f, %.3f\n", rel_err(s.grads, exact), cosine(s.grads, exact));
+  std::printf("    sama, P = diag(H)^-1 (Jacobi)     %.3f, %.3f\n", rel_err(sj.grads, exact), cosine(sj.grads, exact));
+  std::printf("    neumann:1, alpha = 1 / lambda_max %.3f, %.3f\n", rel_err(n1.grads, exact), cosine(n1.grads, exact));
+  for (int64_t K : {5, 20}) {
+    HypergradOptions x;
+    x.alpha = 1.0 / lmax;
+    auto nk = compute_hypergradient("neumann:" + std::to_string(K), r.pb, x);
+    std::printf("    neumann:%-2lld                        %.3f, %.3f\n", (long long)K, rel_err(nk.grads, exact),
+                cosine(nk.grads, exact));
+  }
+  // (sama with P = alpha I is neumann's identity term alone: the formula of neumann:0.)
+  REQUIRE(cosine(s.grads, exact) > 0);  // a descent direction on this problem, nothing more is claimed
 }
 
 int main() { return instill_test::run_all(); }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -130,25 +131,25 @@ std::vector<at::Tensor> DioTrainer::phi() const {
 
 std::vector<at::Tensor> DioTrainer::theta() const { return inner_opt_->param_tensors(); }
 
-at::Tensor DioTrainer::soft_tokens(const DioBatch& b) const {
+at::Tensor DioTrainer::soft_tokens(const DioBatch& b, bool checked) const {
   const int64_t B = b.batch.input_ids.size(0);
   if (options_.variant == "prompt") {
     if (!b.task_ids.defined()) return {};
     if (b.task_ids.dim() != 1 || b.task_ids.size(0) != B)
       throw ArgumentError("dio batch.taskIds: expected shape [" + std::to_string(B) + "]");
-    check_ids(b.task_ids, "dio batch.taskIds", 0, options_.num_tasks);
+    if (!checked) check_ids(b.task_ids, "dio batch.taskIds", 0, options_.num_tasks);
     return prompts_.index_select(0, b.task_ids.to(at::kLong).to(prompts_.device()));
   }
   if (!b.instr_ids.defined()) return {};
   if (b.instr_ids.dim() != 2 || b.instr_ids.size(0) != B)
     throw ArgumentError("dio batch.instrIds: expected shape [" + std::to_string(B) + ", L]");
   const auto& cfg = model_->config();
-  check_ids(b.instr_ids, "dio batch.instrIds", 0, cfg.vocab_size);
+  if (!checked) check_ids(b.instr_ids, "dio batch.instrIds", 0, cfg.vocab_size);
   const auto dev = query_.device();
   at::Tensor ids = b.instr_ids.to(at::kLong).to(dev);
   at::Tensor mask = b.instr_mask.defined() ? (b.instr_mask.to(dev) != 0) : at::ones_like(ids, at::kBool);
   if (!mask.sizes().equals(ids.sizes())) throw ArgumentError("dio batch.instrMask: must match instrIds' shape");
-  if ((mask.sum(1) == 0).any().item<bool>())
+  if (!checked && (mask.sum(1) == 0).any().item<bool>())
     throw ArgumentError("dio batch.instrMask: every example needs at least one instruction token");
   const int64_t L = ids.size(1), d = cfg.d_model;
   at::Tensor E;
@@ -169,14 +170,14 @@ at::Tensor DioTrainer::soft_tokens(const DioBatch& b) const {
   return at::matmul(at::softmax(scores, -1), Vv);  // [B, n, d]
 }
 
-DioTrainer::Demonstrations DioTrainer::demonstrations(const DioBatch& b) const {
+DioTrainer::Demonstrations DioTrainer::demonstrations(const DioBatch& b, bool checked) const {
   Demonstrations out;
   if (!b.demo_ids.defined()) return out;
   const int64_t B = b.batch.input_ids.size(0);
   const auto& cfg = model_->config();
   if (b.demo_ids.dim() != 3 || b.demo_ids.size(0) != B || b.demo_ids.size(1) < 1 || b.demo_ids.size(2) < 1)
     throw ArgumentError("dio batch.demoIds: expected shape [" + std::to_string(B) + ", m, Ld] with m, Ld >= 1");
-  check_ids(b.demo_ids, "dio batch.demoIds", 0, cfg.vocab_size);
+  if (!checked) check_ids(b.demo_ids, "dio batch.demoIds", 0, cfg.vocab_size);
   const auto dev = model_->shared->weight.device();
   const int64_t m = b.demo_ids.size(1), Ld = b.demo_ids.size(2), d = cfg.d_model;
   at::Tensor ids = b.demo_ids.to(at::kLong).to(dev);
@@ -185,8 +186,9 @@ DioTrainer::Demonstrations DioTrainer::demonstrations(const DioBatch& b) const {
   at::Tensor task = b.demo_task_ids.defined() ? b.demo_task_ids.to(at::kLong).to(dev) : at::full({B}, -1, ids.options());
   if (task.dim() != 1 || task.size(0) != B)
     throw ArgumentError("dio batch.demoTaskIds: expected shape [" + std::to_string(B) + "]");
-  const bool any_learnt = (task >= 0).any().item<bool>();
-  if (any_learnt) {
+  // Checked batches skip the host synchronisation: rows of -1 then go through the masked path (same values).
+  const bool any_learnt = checked ? demo_logits_.defined() : (task >= 0).any().item<bool>();
+  if (any_learnt && !checked) {
     if (!demo_logits_.defined())
       throw ArgumentError("dio batch.demoTaskIds: the trainer has no demonstration logits (options.numDemonstrations = 0)");
     check_ids(task, "dio batch.demoTaskIds", -1, options_.num_tasks);
@@ -231,20 +233,20 @@ void DioTrainer::sample_demonstrations(DioBatch& b) {
   b.demo_gumbel = -at::log(-at::log(u.narrow(0, B * options_.shard_rank, B)));
 }
 
-at::Tensor DioTrainer::loss(const DioBatch& b) {
+at::Tensor DioTrainer::loss(const DioBatch& b, bool checked) {
   t5::T5Inputs in;
   in.input_ids = b.batch.input_ids;
   in.attention_mask = b.batch.attention_mask;
   in.labels = b.batch.labels;
   if (!in.labels.defined()) throw ArgumentError("dio batch.labels: required for the loss");
-  set_prefix(b, in);
+  set_prefix(b, in, checked);
   at::Tensor l = model_->forward(in).loss;
   return b.loss_scale == 1.0 ? l : l * b.loss_scale;
 }
 
-void DioTrainer::set_prefix(const DioBatch& b, t5::T5Inputs& in) const {
-  at::Tensor soft = soft_tokens(b);
-  auto demo = demonstrations(b);
+void DioTrainer::set_prefix(const DioBatch& b, t5::T5Inputs& in, bool checked) const {
+  at::Tensor soft = soft_tokens(b, checked);
+  auto demo = demonstrations(b, checked);
   if (!demo.embeds.defined()) {
     in.prefix_embeds = soft;
     return;
@@ -262,10 +264,50 @@ hypergrad::BilevelProblem DioTrainer::problem(const DioBatch& train, const DioBa
   hypergrad::BilevelProblem pb;
   pb.inner_params = theta();
   pb.outer_params = phi();
-  pb.inner_loss = [this, &train] { return loss(train); };
-  pb.outer_loss = [this, &meta] { return loss(meta); };
+  // Each closure validates its batch on its first call only: later calls (every HVP's forward) skip the id checks
+  // and their host synchronisations.
+  auto checked = std::make_shared<std::pair<bool, bool>>(false, false);
+  pb.inner_loss = [this, &train, checked] {
+    at::Tensor l = loss(train, checked->first);
+    checked->first = true;
+    return l;
+  };
+  pb.outer_loss = [this, &meta, checked] {
+    at::Tensor l = loss(meta, checked->second);
+    checked->second = true;
+    return l;
+  };
   pb.reduce = options_.reduce;  // data parallelism: every gradient / HVP / mixed product averaged over ranks
   return pb;
+}
+
+std::vector<at::Tensor> DioTrainer::precondition(const std::vector<at::Tensor>& grads,
+                                                 const std::vector<at::Tensor>& v) const {
+  const auto& c = inner_opt_->config();
+  const double lr = inner_opt_->current_lr();
+  std::vector<at::Tensor> out;
+  out.reserve(v.size());
+  torch::NoGradGuard ng;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (c.name != "adamw") {
+      out.push_back(v[i] * lr);
+      continue;
+    }
+    const auto& st = inner_opt_->buffers(i);
+    const at::Tensor g = grads[i].detach();
+    const double t = 1.0 + (st.empty() ? 0.0 : static_cast<double>(st.at("step").item<int64_t>()));
+    const double b1 = c.beta1, b2 = c.beta2;
+    const double bc1 = 1 - std::pow(b1, t), sbc2 = std::sqrt(1 - std::pow(b2, t));
+    at::Tensor m = (st.empty() ? at::zeros_like(g) : st.at("exp_avg") * b1).add_(g, 1 - b1);
+    at::Tensor vv = (st.empty() ? at::zeros_like(g) : st.at("exp_avg_sq") * b2).addcmul_(g, g, 1 - b2);
+    at::Tensor s = vv.sqrt();
+    at::Tensor D = s / sbc2 + c.eps;
+    // d/dg [m / D] = (1 - b1) / D - m * (dD/dg) / D^2, dD/dg = (1 - b2) g / (s * sqrt(bc2)) (0 where s = 0)
+    at::Tensor dD = at::where(s > 0, g * (1 - b2) / (s * sbc2), at::zeros_like(s));
+    at::Tensor P = ((1 - b1) / D - m * dD / (D * D)) * (lr / bc1);
+    out.push_back(v[i] * P);
+  }
+  return out;
 }
 
 DioStepStats DioTrainer::step(const DioBatch& train, const DioBatch* meta) {
@@ -277,30 +319,52 @@ DioStepStats DioTrainer::step(const DioBatch& train, const DioBatch* meta) {
   DioBatch tb = train;  // this step's sample of demonstrations, shared by the inner and the outer update
   sample_demonstrations(tb);
   inner_opt_->zero_grad();
-  {
+  const bool outer = meta && options_.meta_every > 0 && (steps_ + 1) % options_.meta_every == 0;
+  std::vector<at::Tensor> g;
+  hypergrad::BilevelProblem pb;
+  hypergrad::HypergradResult res;
+  if (outer) {
+    // The hypergradient at theta_t on the inner step's own gradient (and dropout masks), then the inner update.
+    pb = problem(tb, *meta);
+    hypergrad::HypergradOptions ho = options_.hypergrad_options;
+    if (options_.hypergrad_lr_from_inner && inner_opt_->current_lr() > 0) ho.inner_lr = inner_opt_->current_lr();
+    const double t1 = now_s();
+    at::Tensor l = hypergrad::inner_gradient(options_.hypergrad, pb, ho);
+    std::vector<at::Tensor> g_all;  // sama: the gradient the optimizer will see (the mean over ranks)
+    if (spec_.method == "sama")
+      pb.precondition = [this, &pb, &g_all](const std::vector<at::Tensor>& v) {
+        if (g_all.empty()) {
+          for (const auto& f : pb.inner_grad) g_all.push_back(f.detach().clone());
+          if (options_.reduce) options_.reduce(g_all);
+        }
+        return precondition(g_all, v);
+      };
+    res = hypergrad::compute_hypergradient(options_.hypergrad, pb, ho);
+    st.hypergrad_seconds = now_s() - t1;
+    st.hvp_count = res.stats.hvp_count;
+    st.grad_count = res.stats.grad_count;
+    for (const auto& f : pb.inner_grad) g.push_back(f.detach());
+    pb.inner_grad.clear();  // frees the double-backward graph before theta changes in place
+    pb.precondition = nullptr;
+    st.train_loss = l.item<double>();
+    st.meta_loss = res.outer_loss.item<double>();
+  } else {
     at::Tensor l = loss(tb);
-    auto g = torch::autograd::grad({l}, th, {}, false, false, /*allow_unused=*/true);
+    g = torch::autograd::grad({l}, th, {}, false, false, /*allow_unused=*/true);
+    st.train_loss = l.item<double>();
+  }
+  {
     torch::NoGradGuard ng;
     for (size_t i = 0; i < th.size(); ++i)
       if (g[i].defined()) th[i].mutable_grad() = g[i];
-    st.train_loss = l.item<double>();
   }
+  g.clear();
   if (options_.grad_sync) options_.grad_sync(th);  // mean over ranks before clipping
   st.inner_grad_norm = train::clip_grad_norm(th, options_.inner.clip_norm);
   inner_opt_->apply();
   inner_opt_->zero_grad();
   ++steps_;
-  if (meta && options_.meta_every > 0 && steps_ % options_.meta_every == 0) {
-    auto pb = problem(tb, *meta);
-    const double t1 = now_s();
-    auto res = hypergrad::compute_hypergradient(options_.hypergrad, pb, options_.hypergrad_options);
-    st.hypergrad_seconds = now_s() - t1;
-    st.hvp_count = res.stats.hvp_count;
-    st.grad_count = res.stats.grad_count;
-    {
-      torch::NoGradGuard ng;
-      st.meta_loss = loss(*meta).item<double>();
-    }
+  if (outer) {
     outer_opt_->zero_grad();
     hypergrad::apply_to_grad(pb, res);
     st.hypergrad_norm = train::clip_grad_norm(pb.outer_params, options_.outer.clip_norm);
@@ -310,6 +374,25 @@ DioStepStats DioTrainer::step(const DioBatch& train, const DioBatch* meta) {
   }
   st.seconds = now_s() - t0;
   return st;
+}
+
+at::Tensor DioTrainer::score_options(const DioBatch& b, const at::Tensor& options) {
+  torch::NoGradGuard ng;
+  const bool was_training = model_->is_training();
+  model_->eval();
+  t5::T5Inputs in;
+  in.input_ids = b.batch.input_ids;
+  in.attention_mask = b.batch.attention_mask;
+  at::Tensor out;
+  try {
+    set_prefix(b, in);
+    out = t5::score_options(*model_, in, options.to(model_->device())).sum.to(at::kCPU, at::kDouble).contiguous();
+  } catch (...) {
+    if (was_training) model_->train();
+    throw;
+  }
+  if (was_training) model_->train();
+  return out;
 }
 
 at::Tensor DioTrainer::generate(const DioBatch& b, int64_t max_new_tokens, int64_t num_beams) {
@@ -438,24 +521,24 @@ void DioTrainer::load_state(const std::string& path) {
 namespace {
 
 template <class F>
-double median_time(int64_t repeats, F&& f) {
-  f();  // warm-up
-  std::vector<double> ts;
-  for (int64_t i = 0; i < std::max<int64_t>(1, repeats); ++i) {
-    const double t0 = now_s();
-    f();
-    ts.push_back(now_s() - t0);
-  }
-  std::sort(ts.begin(), ts.end());
-  return ts[ts.size() / 2];
-}
-
-template <class F>
 int64_t peak_of(F&& f) {
   MemoryTracker::reset_peak();
   const int64_t base = MemoryTracker::current_bytes();
   f();
   return MemoryTracker::peak_bytes() - base;
+}
+
+// float32 matmul rate of this machine now (GFLOP/s, best of a few 512 x 512 products).
+double matmul_gflops() {
+  auto a = at::randn({512, 512}), b = at::randn({512, 512});
+  at::Tensor c = at::matmul(a, b);
+  double best = 1e300;
+  for (int r = 0; r < 5; ++r) {
+    const double t0 = now_s();
+    for (int i = 0; i < 4; ++i) c = at::matmul(a, b);
+    best = std::min(best, (now_s() - t0) / 4);
+  }
+  return 2.0 * 512 * 512 * 512 / best / 1e9;
 }
 
 DioBatch random_dio_batch(const t5::T5Config& cfg, int64_t B, int64_t S, int64_t T, bool with_tasks, uint64_t seed) {
@@ -473,6 +556,9 @@ DioBatch random_dio_batch(const t5::T5Config& cfg, int64_t B, int64_t S, int64_t
 BenchResult bench_hypergrad(const BenchOptions& o) {
   MemoryTracker::install();
   BenchResult r;
+  r.threads = at::get_num_threads();
+  r.interop_threads = at::get_num_interop_threads();
+  r.matmul_gflops = matmul_gflops();
   torch::AutoGradMode grad_on(true);
   t5::T5Config cfg = o.config;
   cfg.dropout_rate = 0.0;
@@ -485,51 +571,117 @@ BenchResult bench_hypergrad(const BenchOptions& o) {
   dopt.num_tasks = o.batch;
   dopt.seed = o.seed;
   dopt.inner.name = "adamw";
+  dopt.inner.lr = 1e-6;  // the full-step cases move theta a little every run; keep the problem where it is
+  dopt.inner.schedule = "constant";
   dopt.outer.name = "adamw";
+  dopt.outer.lr = 1e-6;
+  dopt.outer.schedule = "constant";
+  dopt.hypergrad_options.alpha = 1e-3;
+  dopt.hypergrad_options.damping = 100.0;
   DioTrainer tr(model, dopt);
   DioBatch train = random_dio_batch(cfg, o.batch, o.source_length, o.target_length, true, o.seed + 1);
   DioBatch meta = random_dio_batch(cfg, o.batch, o.source_length, o.target_length, false, o.seed + 2);
   auto th = tr.theta();
   for (const auto& p : th) r.parameters += p.numel();
-
-  auto train_step = [&] {
-    for (auto& p : th) p.mutable_grad() = at::Tensor();
-    tr.loss(train).backward();
-  };
-  r.train_step_s = median_time(o.repeats, train_step);
-  r.train_step_peak_bytes = peak_of(train_step);
-  for (auto& p : th) p.mutable_grad() = at::Tensor();
-  r.grad_s = median_time(o.repeats, [&] {
-    auto g = torch::autograd::grad({tr.loss(train)}, th, {}, false, false, true);
-  });
   std::vector<at::Tensor> v;
   {
     auto gen = at::detail::createCPUGenerator(o.seed + 3);
     for (const auto& p : th) v.push_back(at::randn(p.sizes(), gen, at::kDouble).to(p.options()));
   }
   hypergrad::LossFn lf = [&] { return tr.loss(train); };
-  auto hvp_once = [&] { auto h = hypergrad::hvp(lf, th, v); };
-  r.hvp_s = median_time(o.repeats, hvp_once);
-  r.hvp_peak_bytes = peak_of(hvp_once);
-
   hypergrad::HypergradOptions ho;
   ho.alpha = 1e-3;
   ho.damping = 100.0;  // keeps CG's system positive definite at a random init, so cg:K runs all K iterations
   ho.inner_lr = 1e-3;
-  for (const auto& spec : o.specs) {
-    BenchMethod m;
-    m.spec = spec;
-    auto pb = tr.problem(train, meta);
-    auto once = [&] {
+  auto pb = tr.problem(train, meta);
+
+  struct Runner {
+    BenchCase c;
+    std::function<void(BenchCase&)> fn;
+    std::function<void()> prep;  // untimed, before every run
+  };
+  std::vector<Runner> runs;
+  auto add = [&](const std::string& name, std::function<void(BenchCase&)> fn, std::function<void()> prep = nullptr) {
+    runs.push_back({BenchCase{name}, fn, prep});
+  };
+  add("train_step", [&](BenchCase&) {  // one forward + backward (what the cost model calls a training step)
+    for (auto& p : th) p.mutable_grad() = at::Tensor();
+    tr.loss(train).backward();
+    for (auto& p : th) p.mutable_grad() = at::Tensor();
+  });
+  add("grad", [&](BenchCase&) { auto g = torch::autograd::grad({tr.loss(train)}, th, {}, false, false, true); });
+  add("hvp", [&](BenchCase&) { auto h = hypergrad::hvp(lf, th, v); });
+  // The marginal HVP that neumann:K / cg:K pay per term: one double backward on a kept gradient graph.
+  std::vector<at::Tensor> fgraph;
+  add(
+      "hvp_on_graph", [&](BenchCase&) { auto h = hypergrad::vjp(fgraph, v, th, /*retain_graph=*/true); },
+      [&] {
+        fgraph.clear();
+        fgraph = torch::autograd::grad({tr.loss(train)}, th, {}, true, true, true);
+      });
+  for (const auto& spec : o.specs)
+    add(spec, [&, spec](BenchCase& c) {
       auto res = hypergrad::compute_hypergradient(spec, pb, ho);
-      m.hvp_count = res.stats.hvp_count;
-      m.iterations = res.stats.iterations;
-      m.negative_curvature = res.stats.negative_curvature;
-    };
-    m.seconds = median_time(o.repeats, once);
-    m.peak_bytes = peak_of(once);
-    r.methods.push_back(m);
+      c.hvp_count = res.stats.hvp_count;
+      c.grad_count = res.stats.grad_count;
+      c.iterations = res.stats.iterations;
+      c.negative_curvature = res.stats.negative_curvature;
+    });
+  if (!o.dio_specs.empty()) {
+    // Full DIO steps: a plain inner step (no outer update) and steps with an outer update by each spec. One trainer
+    // per spec (the spec is fixed at construction), sharing the model.
+    add("dio_step", [&](BenchCase&) { tr.step(train, nullptr); });
+    for (const auto& spec : o.dio_specs) {
+      DioOptions d2 = dopt;
+      d2.hypergrad = spec;
+      auto t2 = std::make_shared<DioTrainer>(model, d2);
+      add("dio_outer:" + spec, [&, t2](BenchCase& c) {
+        auto s = t2->step(train, &meta);
+        c.hvp_count = s.hvp_count;
+        c.grad_count = s.grad_count;
+      });
+    }
   }
+  for (auto& x : runs) {  // warm-up round
+    if (x.prep) x.prep();
+    x.fn(x.c);
+  }
+  auto median = [](std::vector<double> x) {
+    std::sort(x.begin(), x.end());
+    const size_t n = x.size();
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+  };
+  const int64_t min_rounds = std::max<int64_t>(1, o.repeats);
+  const int64_t max_rounds = std::max(min_rounds, o.max_repeats);
+  for (int64_t rep = 0; rep < max_rounds; ++rep) {
+    std::vector<double> before;
+    for (auto& x : runs) before.push_back(x.c.ratio_to_train_step.empty() ? 0.0 : median(x.c.ratio_to_train_step));
+    std::vector<double> secs(runs.size());
+    for (size_t i = 0; i < runs.size(); ++i) {
+      if (runs[i].prep) runs[i].prep();
+      const double t0 = now_s();
+      runs[i].fn(runs[i].c);
+      secs[i] = now_s() - t0;
+    }
+    for (size_t i = 0; i < runs.size(); ++i) {
+      runs[i].c.seconds.push_back(secs[i]);
+      runs[i].c.ratio_to_train_step.push_back(secs[i] / secs[0]);
+      runs[i].c.ratio_to_grad.push_back(secs[i] / secs[1]);
+    }
+    if (rep + 1 >= min_rounds) {
+      bool settled = true;
+      for (size_t i = 0; i < runs.size(); ++i)
+        if (std::fabs(median(runs[i].c.ratio_to_train_step) - before[i]) > 0.03 * before[i]) settled = false;
+      r.stable = settled;
+      if (settled) break;
+    }
+  }
+  for (auto& x : runs) {
+    if (x.prep) x.prep();
+    x.c.peak_bytes = peak_of([&] { x.fn(x.c); });
+    r.cases.push_back(x.c);
+  }
+  fgraph.clear();
   return r;
 }
 

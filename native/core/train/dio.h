@@ -65,6 +65,10 @@ struct DioOptions {
   int64_t num_tasks = 0;           // prompt variant: number of training tasks (rows of P)
   std::string hypergrad = "neumann:1";
   hypergrad::HypergradOptions hypergrad_options;  // defaults for the spec's keys (alpha, lr, damping, ...)
+  // true: the hypergradient's lr (unroll, fd, sama without AdamW) defaults to the inner optimizer's learning rate at
+  // that step (schedule included; hypergrad_options.inner_lr when that is 0, e.g. the first warmup step); a spec's
+  // own "lr=" key still wins. false: hypergrad_options.inner_lr (the addon's options.unrollLr sets this).
+  bool hypergrad_lr_from_inner = true;
   train::OptimConfig inner;  // theta
   train::OptimConfig outer;  // phi
   int64_t meta_every = 1;    // outer update every meta_every inner steps; 0 = never
@@ -102,7 +106,8 @@ struct DioBatch {
 
 struct DioStepStats {
   double train_loss = 0;     // inner loss before the inner update
-  double meta_loss = NAN;    // outer loss at theta after the inner update (NaN when no outer update ran)
+  double meta_loss = NAN;    // outer loss where the hypergradient took v1 (theta before this step's inner update for
+                             // the implicit methods and sama; NaN when no outer update ran)
   double hypergrad_norm = NAN;
   double inner_grad_norm = 0;
   int64_t hvp_count = 0, grad_count = 0;
@@ -119,28 +124,40 @@ class DioTrainer {
              const std::vector<std::vector<int64_t>>& init_ids = {});
 
   // The soft tokens [B, n, d] for a batch (undefined when the batch selects none).
-  at::Tensor soft_tokens(const DioBatch& b) const;
+  // `checked`: the batch was validated by an earlier call (the hypergradient's closures pass it: no id range checks,
+  // no host synchronisation inside the loss).
+  at::Tensor soft_tokens(const DioBatch& b, bool checked = false) const;
   // Demonstration selection: the weights y [B, m] (straight-through when b.demo_gumbel is set, else the hard
   // argmax / candidate 0), the mixed demonstration embeddings [B, Ld, d] and the selected mask [B, Ld] (bool).
   // Undefined tensors when the batch carries no demonstrations.
   struct Demonstrations {
     at::Tensor weights, embeds, mask, index;  // index [B]: the selected candidate
   };
-  Demonstrations demonstrations(const DioBatch& b) const;
+  Demonstrations demonstrations(const DioBatch& b, bool checked = false) const;
   // Draws this step's Gumbel noise into b.demo_gumbel from the trainer's generator (no-op without demonstrations).
   void sample_demonstrations(DioBatch& b);
   // Mean token loss of a batch with its soft tokens (the model's mode decides dropout).
-  at::Tensor loss(const DioBatch& b);
+  at::Tensor loss(const DioBatch& b, bool checked = false);
 
   // The bilevel problem for one (training, meta) pair: closures refer to the batches, which must outlive it.
   hypergrad::BilevelProblem problem(const DioBatch& train, const DioBatch& meta);
 
-  // One inner step on `train`, then (every meta_every steps, when `meta` is given) one outer step. With
-  // demonstrations, draws the step's Gumbel noise for `train` first (sample_demonstrations on a copy).
+  // One inner step on `train` and (every meta_every steps, when `meta` is given) one outer step. With an outer step
+  // the training gradient f is computed once (hypergrad::inner_gradient: with its graph for the implicit methods),
+  // the hypergradient is taken at theta_t on it, and the inner optimizer then steps on f.detach(): the inner step is
+  // not paid twice and the meta loss logged is the one the hypergradient computed. With demonstrations, draws the
+  // step's Gumbel noise for `train` first (sample_demonstrations on a copy). sama's preconditioner: the exact
+  // derivative of this step's AdamW update w.r.t. its gradient (diagonal, before clipping; Adafactor: lr I).
   DioStepStats step(const DioBatch& train, const DioBatch* meta);
 
   // Greedy / beam generation with the batch's soft tokens (no autograd).
   at::Tensor generate(const DioBatch& b, int64_t max_new_tokens, int64_t num_beams = 1);
+  // Rank classification with the batch's soft tokens (and demonstrations): summed log-likelihood of each option
+  // (options [B, K, T], -100 padding; t5::score_options), eval mode, no autograd. Returns sums [B, K] (double).
+  at::Tensor score_options(const DioBatch& b, const at::Tensor& options);
+  // P v for AdamW's next update u(g) = lr/bc1 * m/(sqrt(v)/sqrt(bc2) + eps) with m, v updated by gradient g:
+  // P = du/dg, diagonal, exact (bias corrections and eps included). Adafactor: lr v. (sama's preconditioner.)
+  std::vector<at::Tensor> precondition(const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& v) const;
 
   // Instruction parameters by name ("dio.prompts" | "dio.query", "dio.key", "dio.value").
   std::vector<std::pair<std::string, at::Tensor>> named_phi() const;
@@ -166,7 +183,7 @@ class DioTrainer {
 
  private:
   // prefix_embeds / prefix_mask of the model input: [soft tokens | selected demonstration].
-  void set_prefix(const DioBatch& b, t5::T5Inputs& in) const;
+  void set_prefix(const DioBatch& b, t5::T5Inputs& in, bool checked = false) const;
 
   t5::T5ForConditionalGeneration model_;
   DioOptions options_;
@@ -180,29 +197,38 @@ class DioTrainer {
 };
 
 // ---- benchmark (bench/hypergrad.ts through the addon) ----
-struct BenchMethod {
-  std::string spec;
-  double seconds = 0;
+// Every case is timed `repeats` times, the cases interleaved round-robin (one run of each per round), after one
+// warm-up round, so that load from other processes hits them alike. seconds: every run; ratios: each run over the
+// same round's training step (side by side).
+struct BenchCase {
+  std::string name;  // "train_step", "grad", "hvp", "dio_step", "dio_outer:<spec>", or a hypergradient spec
+  std::vector<double> seconds;
+  std::vector<double> ratio_to_train_step;
+  std::vector<double> ratio_to_grad;
   int64_t peak_bytes = 0;
-  int64_t hvp_count = 0;
+  int64_t hvp_count = 0, grad_count = 0;
   int64_t iterations = 0;           // unroll steps / Neumann terms / CG iterations actually run
   bool negative_curvature = false;  // cg stopped early on negative curvature
 };
 struct BenchResult {
-  double train_step_s = 0;  // one forward + backward of the training loss w.r.t. theta
-  double grad_s = 0;        // one torch::autograd::grad of the training loss w.r.t. theta (no optimizer)
-  double hvp_s = 0;         // one Hessian-vector product by double backward (hypergrad::hvp)
-  int64_t train_step_peak_bytes = 0, hvp_peak_bytes = 0;
-  std::vector<BenchMethod> methods;
+  std::vector<BenchCase> cases;
   int64_t parameters = 0;
+  int threads = 0, interop_threads = 0;
+  double matmul_gflops = 0;  // the machine's float32 matmul rate (512 x 512), measured before the cases
+  bool stable = true;        // the medians settled within max_repeats rounds (see BenchOptions)
 };
 struct BenchOptions {
   t5::T5Config config;
-  int64_t batch = 8, source_length = 64, target_length = 16, prompt_length = 8, repeats = 3;
+  int64_t batch = 8, source_length = 64, target_length = 16, prompt_length = 8, repeats = 5;
+  // Rounds beyond `repeats` (up to max_repeats) run while adding the newest round still moves some case's median
+  // ratio to the training step by more than 3% ("until stable"); max_repeats <= repeats: exactly `repeats` rounds.
+  int64_t max_repeats = 0;
   std::vector<std::string> specs;  // e.g. {"unroll:1", "neumann:3", ...}
+  // Full DIO steps (DioTrainer::step: inner AdamW update + outer update) with these specs, against a plain step.
+  std::vector<std::string> dio_specs;
   uint64_t seed = 0;
 };
-// Times everything on the same model and batches (the DIO problem with the prompt variant), median of repeats.
+// Times everything on the same model and batches (the DIO problem with the prompt variant).
 BenchResult bench_hypergrad(const BenchOptions& o);
 
 }  // namespace instill::dio
