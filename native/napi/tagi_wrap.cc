@@ -100,6 +100,7 @@ hypernet::HyperNetOptions HyperFromJs(const Napi::Object& o) {
   if (auto v = OptionalField(o, "projDim")) h.proj_dim = RequireInt(*v, "hypernet.projDim", 2, 1 << 16);
   if (auto v = OptionalField(o, "hidden")) h.hidden = RequireInt(*v, "hypernet.hidden", 1, 1 << 16);
   if (auto v = OptionalField(o, "initStd")) h.init_std = RequireNumber(*v, "hypernet.initStd");
+  if (auto v = OptionalField(o, "init")) h.init = RequireString(*v, "hypernet.init");
   if (auto v = OptionalField(o, "scaleB")) h.scale_b = RequireBool(*v, "hypernet.scaleB");
   if (auto v = OptionalField(o, "fusion")) h.fusion = RequireBool(*v, "hypernet.fusion");
   if (auto v = OptionalField(o, "targetModules")) {
@@ -127,12 +128,14 @@ train::OptimConfig OptimFromJs(const Napi::Object& o) {
   return c;
 }
 
+// A number, or null for NaN (a loss term that is off).
+Napi::Value NumberOrNull(Napi::Env env, double x) {
+  return std::isnan(x) ? env.Null() : Napi::Number::New(env, x);
+}
+
 Napi::Array Numbers(Napi::Env env, const std::vector<double>& v) {
   auto a = Napi::Array::New(env, v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (std::isnan(v[i])) a.Set(static_cast<uint32_t>(i), env.Null());
-    else a.Set(static_cast<uint32_t>(i), v[i]);
-  }
+  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), NumberOrNull(env, v[i]));
   return a;
 }
 
@@ -295,9 +298,11 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
         batches->push_back(TagiBatchFromJs(arr.Get(i), "batches[" + std::to_string(i) + "]", st_->tagi.model->config(), true));
       std::optional<Napi::Function> cb;
       std::shared_ptr<train::GradSync> sync;
+      bool term_norms = false;
       if (info.Length() > 1 && !info[1].IsUndefined()) {
         auto opts = RequireObject(info[1], "options");
         cb = OptionalFunction(opts, "onProgress", "options");
+        if (auto v = OptionalField(opts, "termGradNorms")) term_norms = RequireBool(*v, "options.termGradNorms");
         if (auto pgv = OptionalField(opts, "processGroup"))
           sync = std::make_shared<train::GradSync>(
               instill::dist::make_grad_sync(ProcessGroupFromJs(*pgv, "options.processGroup")));
@@ -306,7 +311,7 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
       auto st = st_;
       auto res = std::make_shared<hypernet::TagiStepsResult>();
       return Run(info, "trainSteps",
-                 [st, batches, res, sync](const Reporter& report) {
+                 [st, batches, res, sync, term_norms](const Reporter& report) {
                    st->tagi.hypernet->train();
                    if (st->train_base) st->tagi.model->train();
                    try {
@@ -319,7 +324,7 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
                                     {"loss", p.loss}, {"gradNorm", p.grad_norm}, {"lr", p.lr},
                                     {"seconds", p.seconds}}, ""});
                          },
-                         report.cancel_flag(), sync.get());
+                         report.cancel_flag(), sync.get(), term_norms);
                    } catch (...) {
                      st->tagi.model->eval();
                      st->tagi.hypernet->eval();
@@ -336,6 +341,16 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
                    o.Set("ce", Numbers(env, res->ce));
                    o.Set("kl", Numbers(env, res->kl));
                    o.Set("mse", Numbers(env, res->mse));
+                   if (res->term_grad_norms) {
+                     auto g = Napi::Object::New(env);
+                     const auto& t = *res->term_grad_norms;
+                     g.Set("ce", NumberOrNull(env, t.ce));
+                     g.Set("kl", NumberOrNull(env, t.kl));
+                     g.Set("mse", NumberOrNull(env, t.mse));
+                     o.Set("termGradNorms", g);
+                   } else {
+                     o.Set("termGradNorms", env.Null());
+                   }
                    o.Set("tokens", static_cast<double>(res->steps.tokens));
                    o.Set("seconds", res->steps.seconds);
                    o.Set("step", static_cast<double>(res->steps.step));

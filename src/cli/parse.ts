@@ -16,6 +16,13 @@ export function num(name: string) {
   };
 }
 
+export function choice<T extends string>(name: string, allowed: readonly T[]) {
+  return (v: string): T => {
+    if (!(allowed as readonly string[]).includes(v)) throw new TypeError(`${name}: expected one of ${allowed.join(", ")}, got '${v}'`);
+    return v as T;
+  };
+}
+
 /** Sets obj[a][b][c] = value for path "a.b.c", creating the objects on the way. */
 export function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
   const keys = path.split(".");

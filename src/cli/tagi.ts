@@ -1,6 +1,6 @@
 // instill tagi teach | pretrain | train | generate | eval: task adapters generated from instructions (issue 7).
 import type { Command } from "commander";
-import { int, num } from "./parse.js";
+import { choice, int, num } from "./parse.js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadSplitTasks } from "../data/index.js";
@@ -31,6 +31,7 @@ interface Flags {
   rank: number;
   modules: string;
   fusion: boolean;
+  hypernetInit: "lora" | "paper";
   trainBase: boolean;
   hypernet?: string;
   teachers?: string;
@@ -82,6 +83,7 @@ function trainingFlags(c: Command): Command {
     .option("--rank <n>", "generated LoRA rank", int("--rank"), 8)
     .option("--modules <list>", "target modules (q,k,v,o,wi,wo)", "q,v")
     .option("--no-fusion", "do not give the encoded instruction to the decoder")
+    .option("--hypernet-init <kind>", "hypernetwork init: lora (B starts near zero, A at LoRA's scale) or paper (all N(0, 1e-7))", choice("--hypernet-init", ["lora", "paper"]), "lora")
     .option("--train-base", "train the base model together with the hypernetwork", false)
     .option("--hypernet <file>", "start from this hypernet.safetensors (from pretrain)")
     .option("--checkpoint-every <n>", "checkpoint interval in steps (also at the end and on Ctrl-C)", int("--checkpoint-every"), 100)
@@ -90,7 +92,13 @@ function trainingFlags(c: Command): Command {
 }
 
 function hyperOpts(f: Flags): TagiHypernetOptions {
-  return { rank: f.rank, alpha: 2 * f.rank, targetModules: f.modules.split(",").map((s) => s.trim()).filter(Boolean), fusion: f.fusion };
+  return {
+    rank: f.rank,
+    alpha: 2 * f.rank,
+    targetModules: f.modules.split(",").map((s) => s.trim()).filter(Boolean),
+    fusion: f.fusion,
+    init: f.hypernetInit,
+  };
 }
 
 function splitTasks(f: Flags) {
@@ -212,12 +220,17 @@ async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGrou
       checkpoint: { every: f.checkpointEvery, save },
       resume: latest && state ? { statePath: join(latest.dir, TAGI_STATE), result: { ...state, steps: state.step } } : undefined,
       onSteps: (res, before) => {
-        for (let i = before; i < res.steps; i++) log?.log({ step: i + 1, loss: res.losses[i], ce: res.ce[i], kl: res.kl[i], mse: res.mse[i], ...ws });
+        // The first step of each call also carries the hypernetwork's gradient norm per loss term (before that step).
+        const g = res.termGradNorms.at(-1);
+        const norms = (i: number) => (g && g.step === i ? { hypernetGradNorm: { ce: g.ce, kl: g.kl, mse: g.mse } } : {});
+        for (let i = before; i < res.steps; i++)
+          log?.log({ step: i + 1, loss: res.losses[i], ce: res.ce[i], kl: res.kl[i], mse: res.mse[i], ...norms(i), ...ws });
       },
       onProgress: (s, n, l) => {
         if (!f.quiet && writer) process.stderr.write(`\r${stage} ${s}/${n} loss ${l.toFixed(4)}`);
       },
     });
+    if (r.interrupted) process.exitCode = 130; // Ctrl-C: checkpoint saved, exit 130 like `instill train`
     if (writer && r.interrupted) {
       if (!f.quiet) process.stderr.write("\n");
       log?.log({ event: "interrupted", steps: r.steps });

@@ -194,6 +194,12 @@ export interface StageResult {
   ce: (number | null)[];
   kl: (number | null)[];
   mse: (number | null)[];
+  /**
+   * Per native call: the norms of the gradients the weighted CE, KL and MSE terms send to the hypernetwork, on the
+   * call's first batch before its first step (`step`: the steps done before it). A hypernetwork stuck at a saddle
+   * shows CE/KL norms near 0.
+   */
+  termGradNorms: { step: number; ce: number | null; kl: number | null; mse: number | null }[];
   seconds: number;
   /** Stopped by Ctrl-C before o.steps (a checkpoint was written when checkpoints are on). */
   interrupted?: boolean;
@@ -272,7 +278,7 @@ export class Tagi {
       clipNorm: 1.0,
     });
     const order = new StageOrder(examples.length, o.batchSize, o.seed);
-    const res: StageResult = { steps: 0, losses: [], ce: [], kl: [], mse: [], seconds: 0 };
+    const res: StageResult = { steps: 0, losses: [], ce: [], kl: [], mse: [], termGradNorms: [], seconds: 0 };
     if (o.resume) {
       await this.native.loadState(o.resume.statePath);
       const r = o.resume.result;
@@ -302,7 +308,8 @@ export class Tagi {
           const shard = shardItems(global, rank, world);
           return { ...collateTagi(shard, tok.padId), lossScale: shardLossScale(shard, global, world) };
         });
-        const r: TagiStepsResult = await this.native.trainSteps(batches, pg ? { processGroup: pg } : {});
+        const r: TagiStepsResult = await this.native.trainSteps(batches, { termGradNorms: true, ...(pg ? { processGroup: pg } : {}) });
+        if (r.termGradNorms) res.termGradNorms.push({ step: res.steps, ...r.termGradNorms });
         if (pg) {
           await averageOverRanks(pg, r);
           if (o.checkpoint && (await anyRank(pg, interrupted))) stop = true;

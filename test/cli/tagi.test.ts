@@ -33,9 +33,15 @@ describe("instill tagi", () => {
     expect(meta.stage).toBe("train");
     expect(meta.steps).toBe(3);
     expect(meta.info.rank).toBe(2);
-    const losses = readFileSync(join(tagiDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).loss as number);
+    const lines = readFileSync(join(tagiDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const losses = lines.map((l) => l.loss as number);
     expect(losses).toHaveLength(3);
     expect(losses.every((l) => Number.isFinite(l) && l > 0)).toBe(true);
+    // The first step of the call logs each loss term's gradient norm at the hypernetwork: with the default (LoRA)
+    // init CE reaches it at once; KL/MSE are off without teachers.
+    expect(lines[0].hypernetGradNorm.ce).toBeGreaterThan(1e-6);
+    expect(lines[0].hypernetGradNorm.kl).toBeNull();
+    expect(lines[1].hypernetGradNorm).toBeUndefined();
 
     const adapter = join(tmp, "adapter");
     const g = run(["tagi", "generate", "--model", model, "--tagi", tagiDir, "--out", adapter, "--instruction", "reverse the order of the words"]);

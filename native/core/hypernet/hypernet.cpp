@@ -53,6 +53,8 @@ void HyperNetOptions::validate() const {
   if (hidden < 1) throw RangeError("hypernet.hidden: must be >= 1, got " + std::to_string(hidden));
   if (!(init_std > 0)) throw RangeError("hypernet.initStd: must be > 0");
   if (!(alpha > 0)) throw RangeError("hypernet.alpha: must be > 0");
+  if (init != "lora" && init != "paper")
+    throw ArgumentError("hypernet.init: expected \"lora\" or \"paper\", got \"" + init + "\"");
   if (target_modules.empty()) throw ArgumentError("hypernet.targetModules: empty");
 }
 
@@ -63,6 +65,7 @@ std::string HyperNetOptions::to_json() const {
   j["projDim"] = proj_dim;
   j["hidden"] = hidden;
   j["initStd"] = init_std;
+  j["init"] = init;
   j["scaleB"] = scale_b;
   j["targetModules"] = target_modules;
   j["fusion"] = fusion;
@@ -78,6 +81,7 @@ HyperNetOptions HyperNetOptions::from_json(const std::string& text, const std::s
     o.proj_dim = j.at("projDim").get<int64_t>();
     o.hidden = j.at("hidden").get<int64_t>();
     o.init_std = j.at("initStd").get<double>();
+    o.init = j.value("init", std::string("paper"));  // files written before the option: the paper's init
     o.scale_b = j.at("scaleB").get<bool>();
     o.target_modules = j.at("targetModules").get<std::vector<std::string>>();
     o.fusion = j.at("fusion").get<bool>();
@@ -116,8 +120,10 @@ HyperNetImpl::HyperNetImpl(const t5::T5ForConditionalGenerationImpl& model, Hype
   auto sites = lora::lora_sites(model, lc);
   auto gen = at::detail::createCPUGenerator(seed);
   const int64_t d = model.config().d_model, P = opt.proj_dim, H = opt.hidden, r = opt.rank;
+  const bool lora_init = opt.init == "lora";
   proj = register_module("proj", torch::nn::Linear(d, P - 1));
-  init_linear(proj, opt.init_std, gen);
+  // LoRA-style: pre-activations of unit scale for inputs of unit scale (relu halves the variance, hence sqrt 2).
+  init_linear(proj, lora_init ? 1.0 / std::sqrt(static_cast<double>(d)) : opt.init_std, gen);
   std::map<std::string, size_t> gidx;
   for (const auto& s : sites) {
     Slot sl;
@@ -143,7 +149,16 @@ HyperNetImpl::HyperNetImpl(const t5::T5ForConditionalGenerationImpl& model, Hype
     g.a1 = register_module(k + "_A1", torch::nn::Linear(H, g.in * r));
     g.b0 = register_module(k + "_B0", torch::nn::Linear(P, H));
     g.b1 = register_module(k + "_B1", torch::nn::Linear(H, g.out * r));
-    for (auto* l : {&g.a0, &g.a1, &g.b0, &g.b1}) init_linear(*l, opt.init_std, gen);
+    if (lora_init) {
+      const double hidden_std = std::sqrt(2.0 / static_cast<double>(P));
+      init_linear(g.a0, hidden_std, gen);
+      // A = a1(relu(a0(code))): entries ~ N(0, 1/(3 in)), the variance of LoRA's kaiming-uniform A.
+      init_linear(g.a1, std::sqrt(2.0 / (3.0 * static_cast<double>(H) * static_cast<double>(g.in))), gen);
+      init_linear(g.b0, hidden_std, gen);
+      init_linear(g.b1, opt.init_std, gen);  // B near zero, as LoRA's B = 0
+    } else {
+      for (auto* l : {&g.a0, &g.a1, &g.b0, &g.b1}) init_linear(*l, opt.init_std, gen);
+    }
     const int64_t n = static_cast<int64_t>(g.slots.size());
     g.emb = register_parameter(k + "_emb", at::normal(0.0, 1.0 / std::sqrt(static_cast<double>(P)), {n, P}, gen));
     std::vector<double> ls;
@@ -378,9 +393,44 @@ nlohmann::json Tagi::peft_config() const {
   return c;
 }
 
+TermGradNorms term_grad_norms(Tagi& tagi, const TagiBatch& b) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  TermGradNorms out{nan, nan, nan};
+  std::vector<at::Tensor> params;
+  for (auto& p : tagi.hypernet->parameters())
+    if (p.requires_grad()) params.push_back(p);
+  if (params.empty()) return out;
+  const auto rng = train::rng_state();  // restored below: the run's dropout stream stays as without logging
+  auto restore = [&] { train::set_rng_state(rng); };
+  try {
+    TagiTerms t = tagi.compute_loss(b);
+    const std::vector<std::pair<at::Tensor, double>> terms = {
+        {t.ce, tagi.loss.ce_weight}, {t.kl, tagi.loss.kl_weight}, {t.mse, tagi.loss.mse_weight}};
+    double* dst[] = {&out.ce, &out.kl, &out.mse};
+    size_t last = 0;
+    for (size_t k = 0; k < terms.size(); ++k)
+      if (terms[k].first.defined() && terms[k].second > 0) last = k;
+    for (size_t k = 0; k < terms.size(); ++k) {
+      if (!terms[k].first.defined() || !(terms[k].second > 0)) continue;
+      auto g = torch::autograd::grad({terms[k].first * terms[k].second}, params, {}, /*retain_graph=*/k < last,
+                                     /*create_graph=*/false, /*allow_unused=*/true);
+      double sq = 0;
+      for (const auto& gi : g)
+        if (gi.defined()) sq += gi.to(at::kDouble).pow(2).sum().item<double>();
+      *dst[k] = std::sqrt(sq);
+    }
+  } catch (...) {
+    restore();
+    throw;
+  }
+  restore();
+  return out;
+}
+
 TagiStepsResult tagi_train_steps(Tagi& tagi, train::Optimizer& optimizer, const std::vector<TagiBatch>& batches,
                                  const std::function<void(const train::StepProgress&)>& progress,
-                                 const std::atomic<bool>* cancel, const train::GradSync* grad_sync) {
+                                 const std::atomic<bool>* cancel, const train::GradSync* grad_sync,
+                                 bool log_term_grad_norms) {
   std::vector<train::Batch> plain;
   plain.reserve(batches.size());
   for (const auto& b : batches) plain.push_back(b.student);
@@ -397,6 +447,7 @@ TagiStepsResult tagi_train_steps(Tagi& tagi, train::Optimizer& optimizer, const 
     return t.total;
   };
   TagiStepsResult r;
+  if (log_term_grad_norms && !batches.empty()) r.term_grad_norms = term_grad_norms(tagi, batches.front());
   r.steps = train::train_steps(fn, optimizer, plain, progress, cancel, /*autocast_cuda=*/false, grad_sync);
   const size_t accum = static_cast<size_t>(optimizer.config().grad_accumulation);
   auto per_step = [&](const std::vector<double>& v) {

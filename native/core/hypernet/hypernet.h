@@ -10,7 +10,13 @@
 //   pooled  = masked token mean of (embedding output + final encoder state) / 2   ("first-last average")
 //   code_s  = [tanh(W_p pooled + b_p) (proj_dim - 1), layer_index(s)] + E[s]      E: learned slot embedding
 //   A_s     = MLP_A^g(code_s) reshaped [r, in];  B_s = MLP_B^g(code_s) reshaped [out, r] / sqrt(r) (scale_b)
-//   MLP     = Linear(proj_dim -> hidden), ReLU, Linear(hidden -> d*r); weights N(0, init_std), biases 0.
+//   MLP     = Linear(proj_dim -> hidden), ReLU, Linear(hidden -> d*r); biases 0. Initialization (`init`):
+//     "lora" (default), as LoRA starts: the projection and both A layers at normal scales (generated A entries
+//       ~ 1/sqrt(3 in), LoRA's kaiming-uniform A), the first B layer at a normal scale and only the last B layer at
+//       N(0, init_std), so B starts near zero (the adapter near the base model) yet dL/dB ~ A is at once non-zero;
+//     "paper", the paper's code: every weight N(0, init_std). With init_std 1e-7 both generated A and B are ~1e-13,
+//       and since dL/dA ~ B and dL/dB ~ A the CE and KL gradients reaching the hypernetwork are ~1e-19 (a saddle:
+//       only the parameter-MSE term moves it). Kept to reproduce the paper, not as a default.
 //   g is the slot's group: the same module in every block of one stack (e.g. "decoder.EncDecAttention.q"),
 //   so the paper's separate hypernetworks for encoder self-, decoder self- and cross-attention are kept and
 //   every group's slots (all layers) are computed in one batched pass [B, n_layers, proj_dim] -> [B, n_layers, d*r].
@@ -34,6 +40,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +60,7 @@ struct HyperNetOptions {
   int64_t proj_dim = 256;
   int64_t hidden = 8;
   double init_std = 1e-7;
+  std::string init = "lora";  // "lora" | "paper" (see the header comment)
   bool scale_b = true;  // B *= 1 / sqrt(rank)
   std::vector<std::string> target_modules = {"q", "v"};
   bool fusion = true;  // instruction fusion
@@ -165,9 +173,19 @@ struct Tagi {
   nlohmann::json peft_config() const;
 };
 
+// Norms of the gradient that each weighted loss term (ce_weight * CE, kl_weight * T^2 * KL, mse_weight * MSE)
+// sends to the hypernetwork's parameters, on one batch; NaN where the term is off or has no teacher rows. For
+// logging (a saddle shows as CE/KL norms ~1e-19): one forward and one backward per term, with LibTorch's CPU
+// generator restored afterwards so the training run's dropout stream is unchanged.
+struct TermGradNorms {
+  double ce, kl, mse;
+};
+TermGradNorms term_grad_norms(Tagi& tagi, const TagiBatch& b);
+
 struct TagiStepsResult {
   train::TrainStepsResult steps;
   std::vector<double> ce, kl, mse;  // per optimizer step, mean over its micro-batches (NaN when off)
+  std::optional<TermGradNorms> term_grad_norms;  // on the call's first batch, when asked for
 };
 
 // N optimizer steps through train::train_steps (grad accumulation from the optimizer config). grad_sync (data
@@ -176,6 +194,6 @@ struct TagiStepsResult {
 TagiStepsResult tagi_train_steps(Tagi& tagi, train::Optimizer& optimizer, const std::vector<TagiBatch>& batches,
                                  const std::function<void(const train::StepProgress&)>& progress = nullptr,
                                  const std::atomic<bool>* cancel = nullptr,
-                                 const train::GradSync* grad_sync = nullptr);
+                                 const train::GradSync* grad_sync = nullptr, bool log_term_grad_norms = false);
 
 }  // namespace instill::hypernet
