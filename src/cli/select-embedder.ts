@@ -1,16 +1,52 @@
 // instill select-embedder: the embedder INSTA selects with, aligned to a pool's own instruction style.
 //   instill select-embedder train --pool <tasks dir | definitions.jsonl> --out DIR [--init <t5 checkpoint>]
 //                                 [--steps N] [--batch B] [--lr LR] [--seed S] [--hold-out-last] ...
-//   instill select-embedder eval --pool <...> --embedder SPEC [--embedder SPEC ...] [--json]
-//     held-out wording retrieval: each task's last definition must retrieve the task (its first definition)
-//     top-1 among all tasks (tasks with 3+ definitions are queried).
+//   instill select-embedder eval --pool <...> [--embedder SPEC ...] [--recipe KEY=V,...] [--k 5] [--json]
+//     measures without hand labels (src/select/evaluate.ts): leave-one-out precision@k of the source dataset and
+//     of the task kind read from task names, of the task files' categories, example->task retrieval, and
+//     held-out wording retrieval where tasks have 3+ definitions; each beside chance. Trained recipes are
+//     cross-fitted over dataset folds (never measured on a task they were trained on).
+//
+// Both default to the pool's training split when one lies beside the pool (<data>/splits/default/train_tasks.txt
+// next to <data>/tasks or <data>/definitions.jsonl), and say so; --all-tasks uses every task.
 import type { Command } from "commander";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
 import { readTaskDir, readTaskList } from "../data/sni.js";
 import type { SniExample } from "../data/types.js";
 import { createEmbedder } from "../select/registry.js";
-import { holdOutLastDefinition, trainSentenceEncoder, wordingRetrieval } from "../select/trained.js";
-import type { ViewSource } from "../select/trained.js";
+import { holdOutLastDefinition, TrainedEmbedder, trainSentenceEncoder, wordingRetrieval } from "../select/trained.js";
+import type { TrainEmbedderOptions, ViewSource } from "../select/trained.js";
+import { chanceMeasures, evaluateEmbedder, pairedDifference } from "../select/evaluate.js";
+import type { EmbedderMeasures, EvalTask, PairedDifference, PrecisionAtK } from "../select/evaluate.js";
+import { HybridEmbedder } from "../select/hybrid.js";
+import { examplesOf, nameResolver } from "../select/pool.js";
+
+/**
+ * The training split that belongs to a pool, when there is one: `<data>/splits/default/train_tasks.txt` for a
+ * pool `<data>/tasks` (a folder of task files) or `<data>/<file>.jsonl`.
+ */
+export function poolTrainSplit(poolPath: string): string | undefined {
+  if (!existsSync(poolPath)) return undefined;
+  const base = statSync(poolPath).isDirectory() ? dirname(poolPath.replace(/[\\/]+$/, "")) : dirname(poolPath);
+  const candidates = [join(base, "splits", "default", "train_tasks.txt")];
+  if (statSync(poolPath).isDirectory()) candidates.push(join(poolPath, "splits", "default", "train_tasks.txt"));
+  return candidates.find((c) => existsSync(c));
+}
+
+/**
+ * Which tasks of a pool a command works on: --train-tasks FILE, else the pool's training split when it has
+ * one (said on stderr), else (or with --all-tasks) all of them.
+ */
+export function resolveTrainTasks(pool: string, o: { trainTasks?: string; allTasks?: boolean }, what: string): string | undefined {
+  if (o.trainTasks && o.allTasks) throw new Error("--train-tasks and --all-tasks: give one of them");
+  if (o.trainTasks) return o.trainTasks;
+  if (o.allTasks) return undefined;
+  const split = poolTrainSplit(pool);
+  if (split) process.stderr.write(`note: ${what} the training split ${split} (the pool's test tasks are left out; --all-tasks uses every task)\n`);
+  return split;
+}
 
 /** Tasks with all their definitions and positive examples, from a folder of task files or a definitions.jsonl. */
 export function loadViewSources(path: string, trainTasks?: string): ViewSource[] {
@@ -19,7 +55,7 @@ export function loadViewSources(path: string, trainTasks?: string): ViewSource[]
   if (statSync(path).isDirectory()) {
     const { tasks: read, skipped } = readTaskDir(path, { onBadTask: "skip" });
     for (const s of skipped) process.stderr.write(`note: skipped ${s.file}: ${s.reason}\n`);
-    tasks = read.map((t) => ({ name: t.name, definitions: t.definition, positiveExamples: t.positiveExamples }));
+    tasks = read.map((t) => ({ name: t.name, definitions: t.definition, positiveExamples: t.positiveExamples, categories: t.categories }));
   } else if (path.endsWith(".jsonl")) {
     tasks = [];
     readFileSync(path, "utf8").split(/\r?\n/).forEach((line, i) => {
@@ -39,7 +75,8 @@ export function loadViewSources(path: string, trainTasks?: string): ViewSource[]
     throw new Error(`--pool: ${path}: expected a folder of SNI task files or a definitions .jsonl file`);
   }
   if (trainTasks) {
-    const keep = new Set(readTaskList(trainTasks));
+    const resolve = nameResolver(tasks.map((t) => t.name));
+    const keep = new Set(readTaskList(trainTasks).map(resolve));
     tasks = tasks.filter((t) => keep.has(t.name));
   }
   tasks = tasks.filter((t) => t.definitions.some((d) => d.trim()));
@@ -67,7 +104,10 @@ interface TrainFlags {
   dim?: string;
   layers?: string;
   maxLen?: string;
+  exampleViews?: string;
+  nameView?: boolean;
   trainTasks?: string;
+  allTasks?: boolean;
   holdOutLast?: boolean;
   json?: boolean;
 }
@@ -84,20 +124,25 @@ export function registerSelectEmbedder(program: Command): void {
     .option("--batch <n>", "tasks per step (each gives two views)", "32")
     .option("--lr <lr>", "AdamW learning rate (default 3e-3 words, 1e-4 with --init)")
     .option("--seed <s>", "initialization and sampling seed", "0")
-    .option("--temperature <t>", "InfoNCE temperature", "0.05")
+    .option("--temperature <t>", "InfoNCE temperature", "0.2")
     .option("--dim <d>", "word model width", "128")
     .option("--layers <n>", "word model transformer layers (0: a mean-pooled embedding bag; 1+ are order-aware but far slower on CPU)", "0")
     .option("--max-len <n>", "tokens per view")
-    .option("--train-tasks <file>", "restrict the pool to the task names in this file")
+    .option("--example-views <mode>", "positive examples as views: with-definition (definition + example), alone (the example by itself) or both", "both")
+    .option("--name-view", "add each task name's words as a view (weak supervision from names; names are never read at selection)")
+    .option("--train-tasks <file>", "restrict the pool to the task names in this file (default: the pool's training split, when one lies beside it)")
+    .option("--all-tasks", "train on every task of the pool, test tasks included")
     .option("--hold-out-last", "leave out the last definition of tasks with 3+ definitions (for `select-embedder eval`)")
     .option("--json", "print the result as JSON")
     .action(async (o: TrainFlags) => {
       if (!o.pool) throw new Error("--pool is required");
       if (!o.out) throw new Error("--out is required");
       if (o.init && !existsSync(o.init)) throw new Error(`--init: ${o.init}: no such checkpoint folder`);
-      let tasks = loadViewSources(o.pool, o.trainTasks);
+      let tasks = loadViewSources(o.pool, resolveTrainTasks(o.pool, o, "training on"));
       if (o.holdOutLast) tasks = holdOutLastDefinition(tasks);
       const steps = num(o.steps, "--steps", true, 0)!;
+      if (!["with-definition", "alone", "both"].includes(o.exampleViews ?? "both"))
+        throw new RangeError(`--example-views: expected with-definition, alone or both, got '${o.exampleViews}'`);
       let lastPrint = 0;
       const res = await trainSentenceEncoder({
         tasks,
@@ -111,6 +156,8 @@ export function registerSelectEmbedder(program: Command): void {
         dim: num(o.dim, "--dim", true, 1),
         layers: num(o.layers, "--layers", true, 0),
         maxLength: num(o.maxLen, "--max-len", true, 1),
+        exampleViews: (o.exampleViews ?? "both") as TrainEmbedderOptions["exampleViews"],
+        nameView: !!o.nameView,
         onProgress: o.json
           ? undefined
           : (e) => {
@@ -131,27 +178,136 @@ export function registerSelectEmbedder(program: Command): void {
     });
   cmd
     .command("eval")
-    .description("held-out wording retrieval: each task's last definition must retrieve its own task (first definition) top-1 among all tasks")
-    .option("--pool <path>", "folder of SNI task files or a definitions.jsonl with several definitions per task")
-    .option("--embedder <spec>", "embedder to evaluate (repeatable)", (v: string, p: string[]) => [...p, v], [] as string[])
-    .option("--train-tasks <file>", "restrict the pool to the task names in this file")
+    .description(
+      "measure embedders without hand labels: leave-one-out precision@k of source dataset and task kind (from task names), of task-file categories, " +
+        "example->task and held-out wording retrieval, each beside chance; trained recipes are cross-fitted over dataset folds",
+    )
+    .option("--pool <path>", "folder of SNI task files or a definitions.jsonl")
+    .option("--embedder <spec>", "embedder to evaluate, fitted on the pool (repeatable; default: lexical:plain, lexical, lexical:bm25, hybrid)", (v: string, p: string[]) => [...p, v], [] as string[])
+    .option(
+      "--recipe <opts>",
+      "a select-embedder train recipe to cross-fit, e.g. steps=300,dim=128,layers=0,lr=3e-3,temperature=0.2,examples=2,example-views=with-definition|alone|both; " +
+        "measured alone and as hybrid's fourth channel (trained-weight=W, default 0.5) (repeatable)",
+      (v: string, p: string[]) => [...p, v],
+      [] as string[],
+    )
+    .option("--k <k>", "selections per task", "5")
+    .option("--folds <n>", "cross-fitting folds (by source dataset) for recipes", "2")
+    .option("--train-tasks <file>", "evaluate on the task names in this file (default: the pool's training split, when one lies beside it)")
+    .option("--all-tasks", "evaluate on every task of the pool")
+    .option("--no-example", "skip example->task retrieval")
     .option("--json", "print JSON")
-    .action(async (o: { pool?: string; embedder: string[]; trainTasks?: string; json?: boolean }) => {
-      if (!o.pool) throw new Error("--pool is required");
-      if (!o.embedder.length) o.embedder = ["lexical"];
-      const tasks = loadViewSources(o.pool, o.trainTasks);
-      const out: Record<string, { accuracy: number; queries: number; candidates: number; chance: number }> = {};
-      for (const spec of o.embedder) {
-        const e = await createEmbedder(spec);
-        try {
-          out[spec] = await wordingRetrieval(tasks, e);
-        } finally {
-          (e as { dispose?: () => void }).dispose?.();
+    .action(
+      async (o: { pool?: string; embedder: string[]; recipe: string[]; k: string; folds: string; trainTasks?: string; allTasks?: boolean; example: boolean; json?: boolean }) => {
+        if (!o.pool) throw new Error("--pool is required");
+        const k = num(o.k, "--k", true, 1)!;
+        const folds = num(o.folds, "--folds", true, 2)!;
+        const specs = o.embedder.length || o.recipe.length ? o.embedder : ["lexical:plain", "lexical", "lexical:bm25", "hybrid"];
+        const sources = loadViewSources(o.pool, resolveTrainTasks(o.pool, o, "evaluating on"));
+        const tasks: EvalTask[] = sources.map((t) => ({
+          name: t.name,
+          text: t.definitions[0].trim(),
+          definitions: t.definitions,
+          examples: examplesOf(t.positiveExamples),
+          categories: t.categories,
+        }));
+        const multi = sources.filter((t) => t.definitions.length >= 3).length;
+        const out: Record<string, EmbedderMeasures & { wording?: { accuracy: number; queries: number; candidates: number; chance: number } }> = {};
+        out.random = chanceMeasures(tasks, k);
+        for (const spec of specs) {
+          const e = await createEmbedder(spec);
+          try {
+            out[spec] = await evaluateEmbedder(tasks, spec, e, { k, noExample: !o.example });
+            if (multi) out[spec].wording = await wordingRetrieval(sources, e);
+          } finally {
+            (e as { dispose?: () => void }).dispose?.();
+          }
         }
-      }
-      if (o.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-      else
-        for (const [spec, r] of Object.entries(out))
-          process.stdout.write(`${(r.accuracy * 100).toFixed(1).padStart(5)}%  (${r.queries} queries, ${r.candidates} tasks, chance ${(r.chance * 100).toFixed(1)}%)  ${spec}\n`);
-    });
+        for (const r of o.recipe) {
+          const { train, weight, label } = parseRecipe(r);
+          const tmp = mkdtempSync(join(tmpdir(), "instill-recipe-"));
+          try {
+            const fit = async (trainOn: EvalTask[], fold: number) => {
+              const dir = join(tmp, `${label.replace(/[^\w.=-]+/g, "_")}-fold${fold}`);
+              await trainSentenceEncoder({ ...train, tasks: trainOn.map(toViewSource), out: dir });
+              return TrainedEmbedder.load(dir);
+            };
+            out[`recipe(${label})`] = await evaluateEmbedder(tasks, `recipe(${label})`, undefined, { k, folds, noExample: !o.example, train: fit });
+            out[`hybrid+recipe(${label})`] = await evaluateEmbedder(tasks, `hybrid+recipe(${label})`, undefined, {
+              k,
+              folds,
+              noExample: !o.example,
+              train: async (trainOn, fold) => new HybridEmbedder({ extra: await fit(trainOn, fold), extraWeight: weight }),
+            });
+          } finally {
+            rmSync(tmp, { recursive: true, force: true });
+          }
+        }
+        // Each embedder against a baseline (lexical when measured, else the first), paired over the same queries.
+        const baseline = out.lexical ? "lexical" : Object.keys(out).find((x) => x !== "random");
+        const vs: Record<string, { dataset?: PairedDifference; kind?: PairedDifference; category?: PairedDifference }> = {};
+        for (const [spec, m] of Object.entries(out)) {
+          if (spec === "random" || spec === baseline || !baseline) continue;
+          const b = out[baseline];
+          vs[spec] = { dataset: pairedDifference(m.dataset, b.dataset), kind: pairedDifference(m.kind, b.kind) };
+          if (m.category && b.category) vs[spec].category = pairedDifference(m.category, b.category);
+        }
+        const strip = (m: PrecisionAtK | undefined) => (m ? { ...m, perTask: undefined } : undefined);
+        if (o.json) {
+          const j: Record<string, unknown> = {};
+          for (const [spec, m] of Object.entries(out))
+            j[spec] = { ...m, dataset: strip(m.dataset), kind: strip(m.kind), category: strip(m.category), ...(vs[spec] ? { vs: { baseline, ...vs[spec] } } : {}) };
+          process.stdout.write(`${JSON.stringify(j, null, 2)}\n`);
+          return;
+        }
+        const pk = (m: PrecisionAtK | undefined) => (m && m.queries ? m.precision.toFixed(3) : "-");
+        const first = Object.values(out)[0];
+        const lines = [
+          `${tasks.length} tasks from ${basename(o.pool)}; leave-one-out precision@${k} (labelled queries: dataset ${first.dataset.queries}, kind ${first.kind.queries}` +
+            (first.category ? `, category ${first.category.queries}` : "") +
+            ")",
+          `| embedder | dataset@${k} | kind@${k} |${first.category ? ` category@${k} |` : ""} example->task top-1 |${multi ? " wording top-1 |" : ""} seconds |`,
+          `| --- | ---: | ---: |${first.category ? " ---: |" : ""} ---: |${multi ? " ---: |" : ""} ---: |`,
+        ];
+        for (const [spec, m] of Object.entries(out))
+          lines.push(
+            `| ${spec} | ${pk(m.dataset)} | ${pk(m.kind)} |${first.category ? ` ${pk(m.category)} |` : ""} ${m.example ? m.example.accuracy.toFixed(3) : "-"} |` +
+              `${multi ? ` ${m.wording ? m.wording.accuracy.toFixed(3) : spec === "random" ? (1 / tasks.length).toFixed(3) : "-"} |` : ""} ${m.seconds.toFixed(1)} |`,
+          );
+        const fd = (d: PairedDifference | undefined) => (d ? `${d.diff >= 0 ? "+" : ""}${d.diff.toFixed(3)} [${d.lo.toFixed(3)}, ${d.hi.toFixed(3)}]` : "-");
+        if (Object.keys(vs).length) {
+          lines.push("", `difference from ${baseline}, 95% paired bootstrap interval over the labelled queries:`);
+          for (const [spec, v] of Object.entries(vs))
+            lines.push(`  ${spec}: dataset@${k} ${fd(v.dataset)}, kind@${k} ${fd(v.kind)}${v.category ? `, category@${k} ${fd(v.category)}` : ""}`);
+        }
+        process.stdout.write(lines.join("\n") + "\n");
+      },
+    );
+}
+
+function toViewSource(t: EvalTask): ViewSource {
+  return { name: t.name, definitions: t.definitions?.length ? t.definitions : [t.text], positiveExamples: t.examples };
+}
+
+/** steps=300,dim=128,layers=0,lr=3e-3,temperature=0.2,batch=32,examples=2,example-views=...,trained-weight=0.5,seed=0 */
+export function parseRecipe(spec: string): { train: Omit<TrainEmbedderOptions, "tasks" | "out">; weight: number; label: string } {
+  const train: Omit<TrainEmbedderOptions, "tasks" | "out"> = {};
+  let weight = 0.5;
+  const n = (k: string, v: string, int: boolean, min: number) => num(v, `--recipe ${k}`, int, min)!;
+  for (const part of spec.split(",").map((x) => x.trim()).filter(Boolean)) {
+    const [k, v = ""] = part.split("=");
+    if (k === "steps") train.steps = n(k, v, true, 0);
+    else if (k === "dim") train.dim = n(k, v, true, 1);
+    else if (k === "layers") train.layers = n(k, v, true, 0);
+    else if (k === "lr") train.lr = n(k, v, false, 0);
+    else if (k === "temperature") train.temperature = n(k, v, false, 1e-6);
+    else if (k === "batch") train.batch = n(k, v, true, 2);
+    else if (k === "examples") train.examplesPerTask = n(k, v, true, 0);
+    else if (k === "seed") train.seed = n(k, v, true, 0);
+    else if (k === "example-views" && ["with-definition", "alone", "both"].includes(v)) train.exampleViews = v as TrainEmbedderOptions["exampleViews"];
+    else if (k === "trained-weight") weight = n(k, v, false, 0);
+    else if (k === "name-view" && (v === "1" || v === "0")) train.nameView = v === "1";
+    else throw new RangeError(`--recipe: unknown option '${part}' (expected steps, dim, layers, lr, temperature, batch, examples, example-views=with-definition|alone|both, name-view=0|1, seed, trained-weight)`);
+  }
+  return { train, weight, label: spec };
 }

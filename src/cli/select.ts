@@ -1,11 +1,11 @@
 // instill select: INSTA task selection from the command line.
 //   instill select --pool <tasks dir | definitions.jsonl> (--target FILE | --target-task NAME... | --target-text "..."
-//                  | --target-list FILE) --k K [--embedder lexical] [--threshold T] [--exclude-self]
+//                  | --target-list FILE) --k K [--embedder hybrid] [--threshold T] [--exclude-self]
 //                  [--max-per-category N] [--train-tasks FILE] [--json]
 import type { Command } from "commander";
 import { cachedEmbedder, DEFAULT_CACHE_DIR, EmbeddingCache } from "../select/cache.js";
 import { loadPool, restrictPool, targetFromFile, targetsFromNames } from "../select/pool.js";
-import { createEmbedder } from "../select/registry.js";
+import { createEmbedder, DEFAULT_EMBEDDER } from "../select/registry.js";
 import { selectTasks } from "../select/select.js";
 import type { SelectionTarget } from "../select/select.js";
 import { readTaskList } from "../data/sni.js";
@@ -48,7 +48,12 @@ export function registerSelect(program: Command): void {
     .option("--target-list <file>", "a file of target task names, one per line (e.g. splits/default/test_tasks.txt)")
     .option("--skip-missing", "skip target names that are not in the pool (with a note) instead of failing")
     .option("--k <k>", "tasks to select per target")
-    .option("--embedder <name>", "embedder: lexical (TF-IDF, no weights), encoder:<checkpoint dir>[,pool=mean|firstlast], trained:<dir> (instill select-embedder train)", "lexical")
+    .option(
+      "--embedder <name>",
+      "embedder: hybrid (the default: BM25 over the instruction + the output shape of its positive examples), lexical[:bm25|raw|plain|nostem] (TF-IDF), " +
+        "encoder:<checkpoint dir>[,pool=mean|firstlast], trained:<dir> (instill select-embedder train), hybrid:trained=<dir> (both)",
+      DEFAULT_EMBEDDER,
+    )
     .option("--threshold <t>", "keep only tasks with cosine similarity >= t")
     .option("--exclude-self", "leave out the target task itself (same name, or identical instruction text)")
     .option("--max-per-category <n>", "at most n selected tasks per category (needs task files: definitions.jsonl has no categories)")

@@ -68,6 +68,9 @@ export function cachedEmbedder(inner: Embedder, cache: EmbeddingCache): Embedder
     name: inner.name,
     fit: inner.fit ? (corpus: string[]) => inner.fit!(corpus) : undefined,
     cacheKey: () => inner.cacheKey?.(),
+    // Example-aware embedders are cheap and keyed by more than the text: they pass through uncached.
+    fitTasks: inner.fitTasks ? (tasks) => inner.fitTasks!(tasks) : undefined,
+    embedTasks: inner.embedTasks ? (tasks) => inner.embedTasks!(tasks) : undefined,
     async embed(texts: string[]) {
       const ek = inner.cacheKey?.();
       if (ek === undefined) return inner.embed(texts);

@@ -9,6 +9,19 @@ export interface EmbeddingMatrix {
   dim: number;
 }
 
+/** A positive example of a task (input and output), as the task files and definitions.jsonl carry them. */
+export interface ExampleLike {
+  input: string;
+  output: string;
+  explanation?: string;
+}
+
+/** What an example-aware embedder sees of a task: its instruction text and, where the source has them, examples. */
+export interface TaskText {
+  text: string;
+  examples?: ExampleLike[];
+}
+
 export interface Embedder {
   /** Short name shown in outputs ("lexical", "encoder:t5-small", ...). */
   name: string;
@@ -24,6 +37,24 @@ export interface Embedder {
    * must mean equal vectors for equal texts. Undefined: never cached.
    */
   cacheKey?(): string | undefined;
+  /**
+   * Example-aware embedders (e.g. `hybrid`, which also reads the output shape of a task's positive examples)
+   * implement these; selection then passes whole tasks. Without examples a task embeds as its text alone.
+   */
+  fitTasks?(tasks: TaskText[]): void | Promise<void>;
+  embedTasks?(tasks: TaskText[]): Promise<Float32Array[] | { data: Float32Array; dim: number }>;
+}
+
+/** Fits an embedder on a pool: fitTasks when it reads examples, else fit on the texts, else nothing. */
+export async function fitOnTasks(embedder: Embedder, tasks: TaskText[]): Promise<void> {
+  if (embedder.fitTasks) await embedder.fitTasks(tasks);
+  else if (embedder.fit) await embedder.fit(tasks.map((t) => t.text));
+}
+
+/** Embeds tasks into one matrix: embedTasks when the embedder reads examples, else embed on the texts. */
+export async function embedTaskMatrix(embedder: Embedder, tasks: TaskText[]): Promise<EmbeddingMatrix> {
+  if (embedder.embedTasks) return toMatrix(await embedder.embedTasks(tasks), tasks.length, embedder.name);
+  return embedMatrix(embedder, tasks.map((t) => t.text));
 }
 
 /** Normalizes what embed() returns into one matrix, checking the count and the dimensions. */

@@ -1,6 +1,6 @@
 // INSTA task selection (issue 6): embedders, the embedding cache, exact top-k searchers and selection.
-export type { Embedder, EmbeddingMatrix } from "./embedder.js";
-export { toMatrix, embedMatrix, normalizeRows, pickRows } from "./embedder.js";
+export type { Embedder, EmbeddingMatrix, ExampleLike, TaskText } from "./embedder.js";
+export { toMatrix, embedMatrix, normalizeRows, pickRows, fitOnTasks, embedTaskMatrix } from "./embedder.js";
 export { LexicalEmbedder, tokenize, STOPWORDS } from "./lexical.js";
 export type { LexicalOptions } from "./lexical.js";
 export { EmbeddingCache, cachedEmbedder, DEFAULT_CACHE_DIR } from "./cache.js";
@@ -8,11 +8,15 @@ export { bruteForceTopk, createSearcher, JsSearcher, NativeSearcher } from "./to
 export type { Searcher, TopkOutput } from "./topk.js";
 export { selectTasks, SelectionError } from "./select.js";
 export type { PoolTask, SelectionTarget, SelectOptions, SelectedTask, Selection, SelectionRun } from "./select.js";
-export { loadPool, readDefinitions, restrictPool, targetFromFile, targetsFromNames, instructionOf, PoolError } from "./pool.js";
+export { loadPool, readDefinitions, restrictPool, targetFromFile, targetsFromNames, instructionOf, nameResolver, examplesOf, PoolError } from "./pool.js";
 export type { LoadedPool } from "./pool.js";
-export { createEmbedder, registerEmbedder, EMBEDDERS } from "./registry.js";
+export { createEmbedder, registerEmbedder, EMBEDDERS, DEFAULT_EMBEDDER, lexicalOptions } from "./registry.js";
+export { HybridEmbedder, exampleShape, taskShape, SHAPE_FEATURES } from "./hybrid.js";
+export type { HybridOptions } from "./hybrid.js";
 export type { EmbedderFactory } from "./registry.js";
 export { EncoderEmbedder, createEncoderEmbedder } from "./encoder.js";
 export { TrainedEmbedder, createTrainedEmbedder, trainSentenceEncoder, wordingRetrieval } from "./trained.js";
 export { selectTrain } from "./train.js";
 export type { SelectTrainOptions, SelectTrainResult, TargetResult } from "./train.js";
+export { evaluateEmbedder, chanceMeasures, datasetOf, kindOf, KIND_RULES, leaveOneOutTopk, precisionAtK, pairedDifference, datasetFolds, sharedLabels } from "./evaluate.js";
+export type { EvalTask, EmbedderMeasures, PrecisionAtK, PairedDifference, RetrievalTop1, EvaluateOptions } from "./evaluate.js";

@@ -3,6 +3,9 @@
 // (NLTK mode, src/metrics/porter.ts). Weights: sublinear tf (1 + ln tf) times smoothed idf
 // (ln((1 + n) / (1 + df)) + 1, as scikit-learn's TfidfVectorizer), dense L2-normalized vectors over the
 // vocabulary of the corpus it was fitted on (the pool); words outside that vocabulary are ignored.
+// Variants (measured in the README): `tf: "raw"` (plain counts), `tf: "bm25"` (Okapi BM25 saturation
+// tf·(k1+1) / (tf + k1·(1 − b + b·len/avglen)), the average length taken from the fitted corpus), and
+// `plain` (= raw tf, no stemming, no stopwords: textbook TF-IDF).
 import { createHash } from "node:crypto";
 import { porterStem } from "../metrics/porter.js";
 import type { Embedder } from "./embedder.js";
@@ -22,21 +25,33 @@ export interface LexicalOptions {
   stem?: boolean;
   /** Keep terms seen in at least this many corpus documents (default 1). */
   minDf?: number;
+  /** Term-frequency weighting (default "sublinear": 1 + ln tf). */
+  tf?: "sublinear" | "raw" | "bm25";
+  /** Drop the stopword list (default true). */
+  stopwords?: boolean;
+  /** BM25 parameters (defaults 1.2 and 0.75). */
+  k1?: number;
+  b?: number;
 }
 
-export function tokenize(text: string, stem = true): string[] {
+export function tokenize(text: string, stem = true, stopwords = true): string[] {
   const out: string[] = [];
   for (const raw of text.toLowerCase().split(/[^\p{L}\p{N}]+/u)) {
-    if (!raw || STOPWORDS.has(raw)) continue;
+    if (!raw || (stopwords && STOPWORDS.has(raw))) continue;
     out.push(stem ? porterStem(raw) : raw);
   }
   return out;
 }
 
 export class LexicalEmbedder implements Embedder {
-  readonly name = "lexical";
+  readonly name: string;
   private readonly stem: boolean;
   private readonly minDf: number;
+  private readonly tf: "sublinear" | "raw" | "bm25";
+  private readonly stopwords: boolean;
+  private readonly k1: number;
+  private readonly b: number;
+  private avgLen = 1;
   private vocab = new Map<string, number>();
   private idf = new Float64Array(0);
   private fingerprint: string | undefined;
@@ -44,7 +59,15 @@ export class LexicalEmbedder implements Embedder {
   constructor(opts: LexicalOptions = {}) {
     this.stem = opts.stem ?? true;
     this.minDf = opts.minDf ?? 1;
+    this.tf = opts.tf ?? "sublinear";
+    this.stopwords = opts.stopwords ?? true;
+    this.k1 = opts.k1 ?? 1.2;
+    this.b = opts.b ?? 0.75;
     if (!Number.isInteger(this.minDf) || this.minDf < 1) throw new RangeError(`minDf must be a positive integer, got ${opts.minDf}`);
+    if (!["sublinear", "raw", "bm25"].includes(this.tf)) throw new RangeError(`tf must be sublinear, raw or bm25, got ${opts.tf}`);
+    if (!(this.k1 > 0) || !(this.b >= 0 && this.b <= 1)) throw new RangeError(`bm25: need k1 > 0 and 0 <= b <= 1, got k1=${opts.k1} b=${opts.b}`);
+    const tags = [this.tf !== "sublinear" ? this.tf : "", this.stem ? "" : "nostem", this.stopwords ? "" : "nostop"].filter(Boolean);
+    this.name = tags.length ? `lexical:${tags.join(",")}` : "lexical";
   }
 
   get fitted(): boolean {
@@ -62,13 +85,20 @@ export class LexicalEmbedder implements Embedder {
 
   fit(corpus: string[]): void {
     const df = new Map<string, number>();
-    for (const text of corpus) for (const t of new Set(tokenize(text, this.stem))) df.set(t, (df.get(t) ?? 0) + 1);
+    let total = 0;
+    for (const text of corpus) {
+      const toks = tokenize(text, this.stem, this.stopwords);
+      total += toks.length;
+      for (const t of new Set(toks)) df.set(t, (df.get(t) ?? 0) + 1);
+    }
+    this.avgLen = corpus.length && total ? total / corpus.length : 1;
     const terms = [...df.entries()].filter(([, c]) => c >= this.minDf).map(([t]) => t).sort();
     this.vocab = new Map(terms.map((t, i) => [t, i]));
     const n = corpus.length;
     this.idf = Float64Array.from(terms, (t) => Math.log((1 + n) / (1 + (df.get(t) as number))) + 1);
     const h = createHash("sha256");
     h.update(`lexical-v1 stem=${this.stem} n=${n}\n`);
+    if (this.tf !== "sublinear" || !this.stopwords) h.update(`tf=${this.tf} k1=${this.k1} b=${this.b} avglen=${this.avgLen} stop=${this.stopwords}\n`);
     terms.forEach((t, i) => h.update(`${t}\t${this.idf[i]}\n`));
     this.fingerprint = h.digest("hex");
   }
@@ -84,13 +114,16 @@ export class LexicalEmbedder implements Embedder {
     const row = new Float64Array(dim);
     texts.forEach((text, r) => {
       const tf = new Map<number, number>();
-      for (const t of tokenize(text, this.stem)) {
+      const toks = tokenize(text, this.stem, this.stopwords);
+      for (const t of toks) {
         const j = this.vocab.get(t);
         if (j !== undefined) tf.set(j, (tf.get(j) ?? 0) + 1);
       }
+      const lenNorm = this.k1 * (1 - this.b + (this.b * toks.length) / this.avgLen);
       let norm = 0;
       for (const [j, c] of tf) {
-        const w = (1 + Math.log(c)) * this.idf[j];
+        const t = this.tf === "sublinear" ? 1 + Math.log(c) : this.tf === "raw" ? c : (c * (this.k1 + 1)) / (c + lenNorm);
+        const w = t * this.idf[j];
         row[j] = w;
         norm += w * w;
       }

@@ -6,6 +6,7 @@ import { readSniTask, readTaskDir, readTaskList } from "../data/sni.js";
 import type { SkippedTask } from "../data/sni.js";
 import type { SniTask } from "../data/types.js";
 import type { PoolTask, SelectionTarget } from "./select.js";
+import type { ExampleLike } from "./embedder.js";
 
 export interface LoadedPool {
   tasks: PoolTask[];
@@ -28,7 +29,16 @@ export function instructionOf(task: SniTask): string {
 }
 
 export function poolTaskFromSni(task: SniTask): PoolTask {
-  return { name: task.name, text: instructionOf(task), categories: task.categories };
+  return { name: task.name, text: instructionOf(task), categories: task.categories, examples: examplesOf(task.positiveExamples) };
+}
+
+/** Positive examples with string input and output (others dropped); undefined when none. */
+export function examplesOf(raw: unknown): ExampleLike[] | undefined {
+  if (!Array.isArray(raw)) return undefined;
+  const out = raw
+    .filter((e): e is ExampleLike => !!e && typeof (e as ExampleLike).input === "string" && typeof (e as ExampleLike).output === "string")
+    .map((e) => ({ input: e.input, output: e.output, ...(typeof e.explanation === "string" && e.explanation.trim() ? { explanation: e.explanation } : {}) }));
+  return out.length ? out : undefined;
 }
 
 /** Reads definitions.jsonl: one `{task, definition, positive_examples}` object per line. */
@@ -53,7 +63,8 @@ export function readDefinitions(path: string): PoolTask[] {
       throw new PoolError(`${path}:${i + 1}: expected an object with a string field "task"`);
     const def = firstDefinition(r.definition).trim();
     if (!def) throw new PoolError(`${path}:${i + 1}: task ${r.task}: "definition" must be a non-empty string (or list of strings)`);
-    out.push({ name: r.task, text: def });
+    const examples = examplesOf(r.positive_examples);
+    out.push({ name: r.task, text: def, ...(examples ? { examples } : {}) });
   });
   return out;
 }
@@ -70,13 +81,41 @@ export function loadPool(path: string): LoadedPool {
   throw new PoolError(`--pool: ${path}: expected a folder of SNI task files or a definitions .jsonl file`);
 }
 
+/**
+ * Looks a task name up in a set of pool names. Besides the exact name it accepts the one pool task with the same
+ * `taskNNN_` number whose name is a prefix of the requested one cut at a dot: definitions.jsonl (FLAN's task
+ * metadata) truncates names at the first dot, e.g. `task074_squad1` for the split's `task074_squad1.1_question_generation`.
+ */
+export function nameResolver(poolNames: Iterable<string>): (name: string) => string | undefined {
+  const exact = new Set(poolNames);
+  const byNumber = new Map<string, string[]>();
+  for (const n of exact) {
+    const m = /^task\d+(?=_)/.exec(n);
+    if (m) byNumber.set(m[0], [...(byNumber.get(m[0]) ?? []), n]);
+  }
+  return (name) => {
+    if (exact.has(name)) return name;
+    const dot = name.indexOf(".");
+    const m = /^task\d+(?=_)/.exec(name);
+    if (dot < 0 || !m) return undefined;
+    const cands = (byNumber.get(m[0]) ?? []).filter((c) => c === name.slice(0, dot));
+    return cands.length === 1 ? cands[0] : undefined;
+  };
+}
+
 /** Keeps the pool tasks named in a list file (e.g. splits/default/train_tasks.txt); reports names not in the pool. */
 export function restrictPool(pool: PoolTask[], listPath: string): { tasks: PoolTask[]; missing: string[] } {
   if (!existsSync(listPath)) throw new PoolError(`--train-tasks: ${listPath}: no such file`);
   const names = readTaskList(listPath);
-  const keep = new Set(names);
-  const have = new Set(pool.map((t) => t.name));
-  return { tasks: pool.filter((t) => keep.has(t.name)), missing: names.filter((n) => !have.has(n)) };
+  const resolve = nameResolver(pool.map((t) => t.name));
+  const keep = new Set<string>();
+  const missing: string[] = [];
+  for (const n of names) {
+    const r = resolve(n);
+    if (r === undefined) missing.push(n);
+    else keep.add(r);
+  }
+  return { tasks: pool.filter((t) => keep.has(t.name)), missing };
 }
 
 /** A target from a file: an SNI task file (.json), else the file's text as the instruction. */
@@ -84,7 +123,7 @@ export function targetFromFile(path: string): SelectionTarget {
   if (!existsSync(path) || !statSync(path).isFile()) throw new PoolError(`--target: ${path}: no such file`);
   if (extname(path) === ".json") {
     const t = readSniTask(path);
-    return { label: t.name, name: t.name, text: instructionOf(t), categories: t.categories };
+    return { label: t.name, name: t.name, text: instructionOf(t), categories: t.categories, examples: examplesOf(t.positiveExamples) };
   }
   const text = readFileSync(path, "utf8").trim();
   if (!text) throw new PoolError(`--target: ${path}: the file is empty`);
@@ -99,15 +138,17 @@ export function targetsFromNames(
   skipMissing = false,
 ): { targets: SelectionTarget[]; missing: string[] } {
   const byName = new Map(fullPool.map((t) => [t.name, t]));
+  const resolve = nameResolver(byName.keys());
   const targets: SelectionTarget[] = [];
   const missing: string[] = [];
   for (const n of names) {
-    const t = byName.get(n);
+    const r = resolve(n);
+    const t = r === undefined ? undefined : byName.get(r);
     if (!t) {
       missing.push(n);
       continue;
     }
-    targets.push({ label: n, name: n, text: t.text, categories: t.categories });
+    targets.push({ label: n, name: t.name, text: t.text, categories: t.categories, ...(t.examples ? { examples: t.examples } : {}) });
   }
   if (missing.length && !skipMissing) {
     const near = missing[0].match(/^task\d+/)?.[0];

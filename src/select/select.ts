@@ -1,7 +1,7 @@
 // INSTA task selection: rank pool tasks by cosine similarity of their instruction embeddings to a target's,
 // and keep the top k, with an optional score threshold, exclusion of the target itself and a cap per category.
-import type { Embedder, EmbeddingMatrix } from "./embedder.js";
-import { embedMatrix, normalizeRows } from "./embedder.js";
+import type { Embedder, EmbeddingMatrix, ExampleLike } from "./embedder.js";
+import { embedTaskMatrix, fitOnTasks, normalizeRows } from "./embedder.js";
 import { createSearcher } from "./topk.js";
 import type { Searcher } from "./topk.js";
 
@@ -11,6 +11,8 @@ export interface PoolTask {
   text: string;
   /** Categories from task files; undefined when the source has none (definitions.jsonl). */
   categories?: string[];
+  /** Positive examples (read by example-aware embedders such as `hybrid`). */
+  examples?: ExampleLike[];
 }
 
 export interface SelectionTarget {
@@ -20,6 +22,7 @@ export interface SelectionTarget {
   name?: string;
   text: string;
   categories?: string[];
+  examples?: ExampleLike[];
 }
 
 export interface SelectOptions {
@@ -111,8 +114,9 @@ function filterCandidates(
 
 /**
  * Selects training tasks for each target. The pool is embedded once (the embedder is first fitted on the
- * pool's texts when it has fit()), rows are L2-normalized, and every target is searched exactly; when filters
- * drop candidates the search widens (k' doubles) until k tasks pass or the pool is exhausted.
+ * pool's texts when it has fit(), or on its tasks with their examples when it has fitTasks()), rows are
+ * L2-normalized, and every target is searched exactly; when filters drop candidates the search widens (k'
+ * doubles) until k tasks pass or the pool is exhausted.
  */
 export async function selectTasks(
   pool: PoolTask[],
@@ -122,10 +126,10 @@ export async function selectTasks(
 ): Promise<SelectionRun> {
   validate(pool, opts);
   const t0 = performance.now();
-  if (embedder.fit) await embedder.fit(pool.map((t) => t.text));
-  const poolM = normalizeRows(await embedMatrix(embedder, pool.map((t) => t.text)));
+  await fitOnTasks(embedder, pool);
+  const poolM = normalizeRows(await embedTaskMatrix(embedder, pool));
   const targetM = targets.length
-    ? normalizeRows(await embedMatrix(embedder, targets.map((t) => t.text)))
+    ? normalizeRows(await embedTaskMatrix(embedder, targets))
     : { data: new Float32Array(0), rows: 0, dim: poolM.dim };
   if (targetM.dim !== poolM.dim) throw new SelectionError(`${embedder.name}: targets embed to dimension ${targetM.dim} but the pool to ${poolM.dim}`);
   const t1 = performance.now();

@@ -3,14 +3,14 @@
 // each on the target. "all tasks" is one run shared by every target (same steps, same seed).
 import { join } from "node:path";
 import type { SniTask } from "../data/types.js";
-import { evaluateTasks } from "../eval/evaluate.js";
+import { evaluateTasks, type Prediction } from "../eval/evaluate.js";
 import { T5Model } from "../model/model.js";
 import type { RunConfig } from "../train/config.js";
-import { trainOnTasks } from "../train/trainer.js";
+import { trainOnTasks, type TrainHooks } from "../train/trainer.js";
 import type { TokenizerLike } from "../train/batches.js";
 import { Rng } from "../util/rng.js";
-import { instructionOf, poolTaskFromSni } from "./pool.js";
-import { createEmbedder } from "./registry.js";
+import { examplesOf, instructionOf, poolTaskFromSni } from "./pool.js";
+import { createEmbedder, DEFAULT_EMBEDDER } from "./registry.js";
 import { selectTasks } from "./select.js";
 
 export interface SelectTrainOptions {
@@ -21,6 +21,10 @@ export interface SelectTrainOptions {
   k: number;
   embedder?: string;
   quiet?: boolean;
+  /** Keep each run's predictions on its target in the result (the demo's paired statistics need them). */
+  keepPredictions?: boolean;
+  /** Passed to every training run (`label` names the run: "all-tasks", "insta <target>", "random <target>"). */
+  hooks?: (label: string) => TrainHooks;
 }
 
 export interface TargetResult {
@@ -29,6 +33,7 @@ export interface TargetResult {
   random: string[];
   rougeL: { insta: number; random: number; all: number };
   exact_match: { insta: number; random: number; all: number };
+  predictions?: { insta: Prediction[]; random: Prediction[]; all: Prediction[] };
 }
 
 export interface SelectTrainResult {
@@ -38,8 +43,8 @@ export interface SelectTrainResult {
   steps: number;
 }
 
-async function trainAndEval(cfg: RunConfig, tok: TokenizerLike, train: SniTask[], evalOn: SniTask[], label: string, quiet: boolean) {
-  const tr = await trainOnTasks(cfg, train, tok, { label });
+async function trainAndEval(cfg: RunConfig, tok: TokenizerLike, train: SniTask[], evalOn: SniTask[], label: string, quiet: boolean, hooks?: TrainHooks) {
+  const tr = await trainOnTasks(cfg, train, tok, { label, hooks });
   const model = await T5Model.load(tr.modelDir!, { seed: cfg.seed });
   try {
     const results = [];
@@ -53,7 +58,7 @@ async function trainAndEval(cfg: RunConfig, tok: TokenizerLike, train: SniTask[]
         seed: cfg.seed,
         quiet,
       });
-      results.push({ task: t.name, rougeL: ev.metrics.rougeL, exact_match: ev.metrics.exact_match });
+      results.push({ task: t.name, rougeL: ev.metrics.rougeL, exact_match: ev.metrics.exact_match, predictions: ev.predictions });
     }
     return results;
   } finally {
@@ -68,30 +73,31 @@ export async function selectTrain(o: SelectTrainOptions): Promise<SelectTrainRes
   if (o.k > o.train.length) throw new RangeError(`--k ${o.k} exceeds the ${o.train.length} training tasks`);
   if (o.targets.length === 0) throw new Error("select-train: no target tasks");
   const quiet = o.quiet ?? o.cfg.quiet;
-  const embedder = await createEmbedder(o.embedder ?? "lexical");
+  const embedder = await createEmbedder(o.embedder ?? DEFAULT_EMBEDDER);
   const pool = o.train.map(poolTaskFromSni);
   const run = await selectTasks(
     pool,
-    o.targets.map((t) => ({ label: t.name, name: t.name, text: instructionOf(t), categories: t.categories })),
+    o.targets.map((t) => ({ label: t.name, name: t.name, text: instructionOf(t), categories: t.categories, examples: examplesOf(t.positiveExamples) })),
     embedder,
     { k: o.k, excludeSelf: true },
   );
   const byName = new Map(o.train.map((t) => [t.name, t]));
-  const all = await trainAndEval({ ...o.cfg, out: join(o.cfg.out, "all-tasks") }, o.tok, o.train, o.targets, "all-tasks", quiet);
+  const all = await trainAndEval({ ...o.cfg, out: join(o.cfg.out, "all-tasks") }, o.tok, o.train, o.targets, "all-tasks", quiet, o.hooks?.("all-tasks"));
   const rng = new Rng(o.cfg.seed + 17);
   const out: TargetResult[] = [];
   for (let i = 0; i < o.targets.length; i++) {
     const target = o.targets[i];
     const sel = run.selections[i].selected;
     const random = rng.sample(o.train, o.k);
-    const ins = await trainAndEval({ ...o.cfg, out: join(o.cfg.out, target.name, "insta") }, o.tok, sel.map((s) => byName.get(s.task)!), [target], `insta ${target.name}`, quiet);
-    const rnd = await trainAndEval({ ...o.cfg, out: join(o.cfg.out, target.name, "random") }, o.tok, random, [target], `random ${target.name}`, quiet);
+    const ins = await trainAndEval({ ...o.cfg, out: join(o.cfg.out, target.name, "insta") }, o.tok, sel.map((s) => byName.get(s.task)!), [target], `insta ${target.name}`, quiet, o.hooks?.(`insta ${target.name}`));
+    const rnd = await trainAndEval({ ...o.cfg, out: join(o.cfg.out, target.name, "random") }, o.tok, random, [target], `random ${target.name}`, quiet, o.hooks?.(`random ${target.name}`));
     out.push({
       target: target.name,
       selected: sel.map((s) => ({ task: s.task, score: Math.round(s.score * 10000) / 10000 })),
       random: random.map((t) => t.name),
       rougeL: { insta: ins[0].rougeL, random: rnd[0].rougeL, all: all[i].rougeL },
       exact_match: { insta: ins[0].exact_match, random: rnd[0].exact_match, all: all[i].exact_match },
+      ...(o.keepPredictions ? { predictions: { insta: ins[0].predictions, random: rnd[0].predictions, all: all[i].predictions } } : {}),
     });
   }
   const m = (k: "insta" | "random" | "all") => ({ rougeL: mean(out.map((r) => r.rougeL[k])), exact_match: mean(out.map((r) => r.exact_match[k])) });

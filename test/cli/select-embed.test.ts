@@ -27,21 +27,27 @@ describe("instill select-embedder", () => {
   it("trains on a pool with held-out wordings and evaluates retrieval against lexical and the untrained encoder", () => {
     const untrained = join(tmp, "untrained");
     const aligned = join(tmp, "aligned");
-    const u = run(["select-embedder", "train", "--pool", tasksDir, "--out", untrained, "--steps", "0", "--hold-out-last", "--json"]);
+    const u = run(["select-embedder", "train", "--pool", tasksDir, "--out", untrained, "--steps", "0", "--hold-out-last", "--all-tasks", "--json"]);
     expect(u.status, u.stderr).toBe(0);
     expect(JSON.parse(u.stdout).steps).toBe(0);
-    const a = run(["select-embedder", "train", "--pool", tasksDir, "--out", aligned, "--steps", "300", "--seed", "2", "--hold-out-last"]);
+    expect(JSON.parse(u.stdout).tasks).toBe(68);
+    const a = run(["select-embedder", "train", "--pool", tasksDir, "--out", aligned, "--steps", "300", "--seed", "2", "--hold-out-last", "--all-tasks"]);
     expect(a.status, a.stderr).toBe(0);
     expect(a.stdout).toMatch(/wrote words embedder .* 300 steps, loss/);
     for (const f of ["embedder.json", "embedder.safetensors", "vocab.json", "training.json"]) expect(existsSync(join(aligned, f))).toBe(true);
 
-    const ev = run(["select-embedder", "eval", "--pool", tasksDir, "--embedder", "lexical", "--embedder", `trained:${untrained}`, "--embedder", `trained:${aligned}`, "--json"]);
+    const ev = run(["select-embedder", "eval", "--pool", tasksDir, "--all-tasks", "--embedder", "lexical", "--embedder", `trained:${untrained}`, "--embedder", `trained:${aligned}`, "--json"]);
     expect(ev.status, ev.stderr).toBe(0);
-    const r = JSON.parse(ev.stdout) as Record<string, { accuracy: number; chance: number; queries: number }>;
-    const lex = r.lexical.accuracy, unt = r[`trained:${untrained}`].accuracy, ali = r[`trained:${aligned}`].accuracy;
-    console.log(`CLI held-out wording retrieval: lexical ${(lex * 100).toFixed(1)}%, untrained ${(unt * 100).toFixed(1)}%, aligned ${(ali * 100).toFixed(1)}% (chance ${(r.lexical.chance * 100).toFixed(1)}%)`);
+    type M = { wording: { accuracy: number; chance: number }; category: { precision: number; chance: number; queries: number } };
+    const r = JSON.parse(ev.stdout) as Record<string, M>;
+    const lex = r.lexical.wording.accuracy, unt = r[`trained:${untrained}`].wording.accuracy, ali = r[`trained:${aligned}`].wording.accuracy;
+    console.log(`CLI held-out wording retrieval: lexical ${(lex * 100).toFixed(1)}%, untrained ${(unt * 100).toFixed(1)}%, aligned ${(ali * 100).toFixed(1)}% (chance ${(r.lexical.wording.chance * 100).toFixed(1)}%)`);
     expect(ali).toBeGreaterThan(unt + 0.1);
-    expect(ali).toBeGreaterThan(5 * r.lexical.chance);
+    expect(ali).toBeGreaterThan(5 * r.lexical.wording.chance);
+    // the suite's task files carry categories: category@5 is measured, beside chance
+    expect(r.random).toBeDefined();
+    expect(r.lexical.category.queries).toBe(68);
+    expect(r[`trained:${aligned}`].category.precision).toBeGreaterThan(2 * r.lexical.category.chance);
 
     // Selection with the trained embedder: k tasks, the target's own task first.
     const sel = run(["select", "--pool", tasksDir, "--target-task", "task001_reverse_words", "--k", "3", "--embedder", `trained:${aligned}`, "--json", "--no-cache"]);
@@ -50,6 +56,21 @@ describe("instill select-embedder", () => {
     expect(picked).toHaveLength(3);
     expect(picked[0].task).toBe("task001_reverse_words");
     expect(sel.stderr).toMatch(/dim 128/);
+  });
+
+  it("trains on the pool's training split unless told otherwise, and says so (issue 13, defect 6)", () => {
+    const d = run(["select-embedder", "train", "--pool", tasksDir, "--out", join(tmp, "split"), "--steps", "0", "--json"]);
+    expect(d.status, d.stderr).toBe(0);
+    expect(JSON.parse(d.stdout).tasks).toBe(50);  // the suite's 50 training tasks, not its 18 test tasks
+    expect(d.stderr).toMatch(/training on the training split .*splits[\\/]default[\\/]train_tasks\.txt/);
+    const all = run(["select-embedder", "train", "--pool", tasksDir, "--out", join(tmp, "all"), "--steps", "0", "--all-tasks", "--json"]);
+    expect(JSON.parse(all.stdout).tasks).toBe(68);
+    const ev = run(["select-embedder", "eval", "--pool", tasksDir, "--embedder", "hybrid", "--recipe", "steps=20,dim=16", "--json"]);
+    expect(ev.status, ev.stderr).toBe(0);
+    const r = JSON.parse(ev.stdout);
+    expect(Object.keys(r)).toEqual(["random", "hybrid", "recipe(steps=20,dim=16)", "hybrid+recipe(steps=20,dim=16)"]);
+    expect(r.hybrid.tasks).toBe(50);
+    expect(r["recipe(steps=20,dim=16)"].category.queries).toBe(50);
   });
 
   it("selects with encoder:<checkpoint> and reports bad specs", () => {

@@ -111,6 +111,9 @@ describe("trained embedder", () => {
   it("builds views and a word vocabulary", () => {
     const v = taskViews({ name: "t", definitions: ["Do A.", "Do a!"], positiveExamples: [{ input: "x", output: "y" }] });
     expect(v).toEqual(["Do A.", "Do a!", "Do A. Positive Example - Input: x Output: y"]);
+    const src = { name: "t", definitions: ["Do A."], positiveExamples: [{ input: "x", output: "y" }] };
+    expect(taskViews(src, 2, "alone")).toEqual(["Do A.", "Input: x Output: y"]);
+    expect(taskViews(src, 2, "both")).toEqual(["Do A.", "Do A. Positive Example - Input: x Output: y", "Input: x Output: y"]);
     const voc = WordVocab.build(["b a a", "c"]);
     expect(voc.tokens).toEqual(["<pad>", "<unk>", "a", "b", "c"]);
     expect(voc.encode("A zz c")).toEqual([2, 1, 4]);
