@@ -1,4 +1,5 @@
-// Checkpoint I/O glue: safetensors files, HF checkpoint folders and PEFT LoRA adapters (native/core/io).
+// Checkpoint I/O glue: safetensors files, HF checkpoint folders (safetensors or torch.save .bin), conversion to
+// safetensors, and PEFT LoRA adapters (native/core/io).
 // File reads and writes run on a worker thread (TaskWorker); tensors cross as {data, shape, dtype}.
 #include <map>
 #include <memory>
@@ -84,6 +85,8 @@ Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Array EntriesToJs(Napi::Env env, const std::vector<io::SafetensorsEntry>& entries);
+
 // readSafetensorsHeader(path) -> {metadata, headerBytes, dataBytes, tensors: [{name, dtype, shape, dataOffsets}]}
 Napi::Value ReadSafetensorsHeader(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
@@ -93,9 +96,65 @@ Napi::Value ReadSafetensorsHeader(const Napi::CallbackInfo& info) {
     o.Set("metadata", MetadataToJs(env, h.metadata));
     o.Set("headerBytes", static_cast<double>(h.header_bytes));
     o.Set("dataBytes", static_cast<double>(h.data_bytes));
-    auto list = Napi::Array::New(env, h.entries.size());
-    for (size_t i = 0; i < h.entries.size(); ++i) {
-      const auto& e = h.entries[i];
+    o.Set("tensors", EntriesToJs(env, h.entries));
+    return o;
+  });
+}
+
+// readWeightsHeader(path) -> [{name, dtype, shape, dataOffsets}]: a .safetensors header, or the tensors a torch.save
+// file's pickle describes (restricted unpickler; storages are not read; dataOffsets [0, 0]).
+Napi::Value ReadWeightsHeader(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    return EntriesToJs(info.Env(), io::read_weight_file_header(RequireString(info[0], "path")));
+  });
+}
+
+// convertCheckpoint(src, outDir, {dtype?: "stored"|"float32"|"bfloat16"|"float16"|"float64", maxShardBytes?})
+//   -> Promise<{tensors, bytes, dropped: string[], files: string[]}>
+Napi::Value ConvertCheckpoint(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    std::string src = RequireString(info[0], "src");
+    std::string out = RequireString(info[1], "outDir");
+    at::ScalarType dtype = at::ScalarType::Undefined;
+    uint64_t max_shard = 0;
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      auto o = RequireObject(info[2], "options");
+      if (auto v = OptionalField(o, "dtype")) {
+        std::string d = RequireString(*v, "options.dtype");
+        if (d == "float32") dtype = at::kFloat;
+        else if (d == "float64") dtype = at::kDouble;
+        else if (d == "bfloat16") dtype = at::kBFloat16;
+        else if (d == "float16") dtype = at::kHalf;
+        else if (d != "stored")
+          throw instill::ArgumentError("options.dtype: expected 'stored', 'float32', 'bfloat16', 'float16' or 'float64', got '" + d + "'");
+      }
+      if (auto v = OptionalField(o, "maxShardBytes")) max_shard = static_cast<uint64_t>(RequireInt(*v, "options.maxShardBytes", 0, int64_t{1} << 52));
+    }
+    auto result = std::make_shared<io::ConvertResult>();
+    return TaskWorker::Start(
+        info.Env(), "instill.convertCheckpoint",
+        [=](const Reporter&) { *result = io::convert_checkpoint(src, out, dtype, max_shard); },
+        [=](Napi::Env env) -> Napi::Value {
+          auto o = Napi::Object::New(env);
+          o.Set("tensors", static_cast<double>(result->tensors));
+          o.Set("bytes", static_cast<double>(result->bytes));
+          auto d = Napi::Array::New(env, result->dropped.size());
+          for (size_t i = 0; i < result->dropped.size(); ++i) d.Set(static_cast<uint32_t>(i), result->dropped[i]);
+          o.Set("dropped", d);
+          auto f = Napi::Array::New(env, result->files.size());
+          for (size_t i = 0; i < result->files.size(); ++i) f.Set(static_cast<uint32_t>(i), result->files[i]);
+          o.Set("files", f);
+          return o;
+        },
+        /*grad_enabled=*/false);
+  });
+}
+
+Napi::Array EntriesToJs(Napi::Env env, const std::vector<io::SafetensorsEntry>& entries) {
+  {
+    auto list = Napi::Array::New(env, entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const auto& e = entries[i];
       auto t = Napi::Object::New(env);
       t.Set("name", e.name);
       t.Set("dtype", DtypeName(e.dtype));
@@ -108,9 +167,8 @@ Napi::Value ReadSafetensorsHeader(const Napi::CallbackInfo& info) {
       t.Set("dataOffsets", off);
       list.Set(static_cast<uint32_t>(i), t);
     }
-    o.Set("tensors", list);
-    return o;
-  });
+    return list;
+  }
 }
 
 // writeSafetensors(path, tensors: [name, tensor][], metadata?) -> Promise<void>
@@ -219,6 +277,8 @@ void InitIo(Napi::Env env, Napi::Object exports) {
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors, "writeSafetensors"));
   exports.Set("readCheckpointWeights", Napi::Function::New(env, ReadCheckpointWeights, "readCheckpointWeights"));
   exports.Set("checkpointWeightFiles", Napi::Function::New(env, CheckpointWeightFiles, "checkpointWeightFiles"));
+  exports.Set("readWeightsHeader", Napi::Function::New(env, ReadWeightsHeader, "readWeightsHeader"));
+  exports.Set("convertCheckpoint", Napi::Function::New(env, ConvertCheckpoint, "convertCheckpoint"));
   exports.Set("readPeftAdapter", Napi::Function::New(env, ReadPeftAdapter, "readPeftAdapter"));
   exports.Set("writePeftAdapter", Napi::Function::New(env, WritePeftAdapter, "writePeftAdapter"));
 }

@@ -68,7 +68,14 @@ export async function modelInit(o: ModelInitOptions): Promise<ModelInitResult> {
   if (fileConfig) {
     const cfg: T5ConfigJson = { ...fileConfig, vocab_size: vocab, pad_token_id: tok.padId, eos_token_id: tok.eosId };
     if (cfg.decoder_start_token_id === undefined) cfg.decoder_start_token_id = tok.padId;
-    model = await T5Model.init(cfg, { seed });
+    try {
+      model = await T5Model.init(cfg, { seed });
+    } catch (e) {
+      // The native check names "config"; the user's file is o.config.
+      const msg = (e as Error).message;
+      if (msg.startsWith("config: ")) throw new RangeError(`${o.config}: ${msg.slice("config: ".length)}`);
+      throw e;
+    }
   } else {
     model = await T5Model.init(o.config as T5Preset, { seed, vocabSize: vocab });
     if (model.config.pad_token_id !== tok.padId || model.config.eos_token_id !== tok.eosId) {

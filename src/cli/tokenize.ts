@@ -9,6 +9,7 @@ export interface TokenizeCliOptions {
   input?: string;
   eos?: boolean;
   decode?: boolean;
+  keepSpecial?: boolean;
 }
 
 /** Texts of a JSONL file of {"text": ...} lines; errors name the file and the 1-based line. */
@@ -45,19 +46,20 @@ export function tokenizeLines(tok: Tokenizer, texts: readonly string[], addEos: 
 export function registerTokenize(program: Command): void {
   program
     .command("tokenize")
-    .description("print the token ids of texts as JSON, one line per input (HF tokenizer.json or ByT5 bytes)")
+    .description("print the token ids of texts as JSON, one line per input (HF tokenizer.json, spiece.model or ByT5 bytes)")
     .requiredOption("--tokenizer <dir>", "checkpoint or tokenizer directory (tokenizer.json, or instill_tokenizer.json {\"type\":\"byte\"})")
     .option("--text <text>", "one text to tokenize")
     .option("--input <file.jsonl>", 'a JSONL file of {"text": ...} lines')
     .option("--no-eos", "do not append the end-of-sequence id")
     .option("--decode", "print the decoded text (special ids dropped) instead of ids, as a JSON string")
+    .option("--keep-special", "with --decode: keep special tokens (<extra_id_N>, </s>) in the text")
     .action((o: TokenizeCliOptions) => {
       if ((o.text === undefined) === (o.input === undefined)) throw new Error("tokenize: give exactly one of --text or --input");
       const tok = loadTokenizer(o.tokenizer);
       const texts = o.text !== undefined ? [o.text] : readTextJsonl(o.input!);
       const addEos = o.eos !== false;
       const out: string[] = o.decode
-        ? tok.encodeBatch(texts, { addEos }).map((ids) => JSON.stringify(tok.decode(ids)))
+        ? tok.encodeBatch(texts, { addEos }).map((ids) => JSON.stringify(tok.decode(ids, { skipSpecial: o.keepSpecial !== true })))
         : tokenizeLines(tok, texts, addEos);
       if (out.length) process.stdout.write(out.join("\n") + "\n");
     });

@@ -1,8 +1,8 @@
-// Checkpoint files from TypeScript: HF checkpoint folders (config.json + model.safetensors or an index + shards),
-// safetensors files and PEFT LoRA adapters. Parsing and validation live in native/core/io (hardened reader);
-// this module only shapes the results.
-import { readFileSync, existsSync } from "node:fs";
-import { join } from "node:path";
+// Checkpoint files from TypeScript: HF checkpoint folders (config.json + model.safetensors or an index + shards, or
+// pytorch_model.bin read by a restricted unpickler), safetensors files, conversion to safetensors and PEFT LoRA
+// adapters. Parsing and validation live in native/core/io (hardened readers); this module only shapes the results.
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { loadAddon } from "../native/binding.js";
 import type { HostTensor, NamedHostTensors, SafetensorsEntryInfo } from "../native/types.js";
 
@@ -16,16 +16,18 @@ export interface CheckpointFolderInfo {
   totalBytes: number;
 }
 
-/** Lists a checkpoint's tensors (names, dtypes, shapes) from the safetensors headers, without reading weights. */
+const DTYPE_BYTES: Record<string, number> = { float64: 8, int64: 8, float32: 4, int32: 4, float16: 2, bfloat16: 2, int16: 2, int8: 1, uint8: 1, bool: 1 };
+
+/** Lists a checkpoint's tensors (names, dtypes, shapes) from the headers (or a .bin's pickle), without reading weights. */
 export function inspectCheckpoint(dir: string): CheckpointFolderInfo {
   const addon = loadAddon();
   const files = addon.checkpointWeightFiles(dir);
   const tensors: SafetensorsEntryInfo[] = [];
   let totalBytes = 0;
   for (const f of files) {
-    const h = addon.readSafetensorsHeader(f);
-    tensors.push(...h.tensors);
-    totalBytes += h.dataBytes;
+    const entries = addon.readWeightsHeader(f);
+    tensors.push(...entries);
+    for (const e of entries) totalBytes += e.shape.reduce((a, b) => a * b, 1) * (DTYPE_BYTES[e.dtype] ?? 0);
   }
   const cfgPath = join(dir, "config.json");
   let config: Record<string, unknown> | undefined;
@@ -36,7 +38,7 @@ export function inspectCheckpoint(dir: string): CheckpointFolderInfo {
       throw new Error(`${cfgPath}: not valid JSON: ${(e as Error).message}`);
     }
   }
-  const format = existsSync(join(dir, "model.safetensors")) || files.length === 1 ? "single" : "sharded";
+  const format = files.length === 1 ? "single" : "sharded";
   return { dir, config, format, files, tensors, totalBytes };
 }
 
@@ -107,4 +109,56 @@ export async function writePeftAdapter(dir: string, modules: LoraModule[], opts:
   if (opts.baseModelNameOrPath !== undefined) cfg.base_model_name_or_path = opts.baseModelNameOrPath;
   if (opts.dropout !== undefined) cfg.lora_dropout = opts.dropout;
   await loadAddon().writePeftAdapter(dir, modules, JSON.stringify(cfg));
+}
+
+/** Files a checkpoint folder carries beside its weights, copied by convertCheckpoint. */
+export const CHECKPOINT_SIDE_FILES = [
+  "config.json",
+  "generation_config.json",
+  "tokenizer.json",
+  "spiece.model",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "added_tokens.json",
+  "instill_tokenizer.json",
+] as const;
+
+export interface ConvertOptions {
+  /** "stored" (default) keeps each tensor's dtype; otherwise floating tensors are cast. */
+  dtype?: "stored" | "float32" | "float64" | "bfloat16" | "float16";
+  /** Shard the output above this many bytes (0 = one model.safetensors). */
+  maxShardBytes?: number;
+}
+
+export interface ConvertResult {
+  outDir: string;
+  tensors: number;
+  bytes: number;
+  /** Names written once under an earlier name they alias (T5's tied embed_tokens in a torch.save state dict). */
+  dropped: string[];
+  files: string[];
+  copied: string[];
+}
+
+/**
+ * Converts a checkpoint (pytorch_model.bin, sharded .bin, or safetensors) into a safetensors checkpoint folder and
+ * copies config.json and the tokenizer files. The source is never executed: .bin files go through the restricted
+ * unpickler. `outDir` must not already hold weights.
+ */
+export async function convertCheckpoint(src: string, outDir: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
+  const out = resolve(outDir);
+  if (resolve(src) === out) throw new Error(`--out: ${out} is the source folder; choose another folder`);
+  for (const f of ["model.safetensors", "model.safetensors.index.json"])
+    if (existsSync(join(out, f))) throw new Error(`--out: ${join(out, f)} exists; choose an empty folder`);
+  mkdirSync(out, { recursive: true });
+  const r = await loadAddon().convertCheckpoint(src, out, { dtype: opts.dtype, maxShardBytes: opts.maxShardBytes });
+  const copied: string[] = [];
+  const srcDir = existsSync(src) && statSync(src).isDirectory() ? src : undefined;
+  if (srcDir)
+    for (const f of CHECKPOINT_SIDE_FILES)
+      if (existsSync(join(srcDir, f))) {
+        copyFileSync(join(srcDir, f), join(out, f));
+        copied.push(f);
+      }
+  return { outDir: out, ...r, copied };
 }

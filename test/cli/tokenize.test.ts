@@ -27,6 +27,11 @@ describe("instill tokenize", () => {
     expect(r2.stdout.trim().split("\n").map((l) => JSON.parse(l))).toEqual([[100], [], [101]]);
     const r3 = run(["tokenize", "--tokenizer", dir, "--text", "hé", "--decode"]);
     expect(JSON.parse(r3.stdout)).toBe("hé");
+    // ByT5 sentinels: <extra_id_0> = 259; dropped when decoding unless --keep-special (HF's spaced pieces)
+    const r4 = run(["tokenize", "--tokenizer", dir, "--text", "a<extra_id_0>"]);
+    expect(JSON.parse(r4.stdout)).toEqual([100, 259, 1]);
+    expect(JSON.parse(run(["tokenize", "--tokenizer", dir, "--text", "a<extra_id_0>", "--decode"]).stdout)).toBe("a");
+    expect(JSON.parse(run(["tokenize", "--tokenizer", dir, "--text", "a<extra_id_0>", "--decode", "--keep-special"]).stdout)).toBe("a <extra_id_0> </s>");
   });
 
   it("bad input lines name the file and line; a missing tokenizer names the path", () => {

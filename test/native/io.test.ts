@@ -13,7 +13,7 @@ import {
 } from "../../src/model/checkpoint.js";
 import { loadAddon } from "../../src/native/binding.js";
 import type { HostTensor } from "../../src/native/types.js";
-import { hasShared, sharedDir } from "../helpers/native.js";
+import { hasShared, repoRoot, sharedDir } from "../helpers/native.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "instill-io-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -55,12 +55,82 @@ describe("safetensors through the addon", () => {
     await expect(readSafetensors(join(tmp, "missing.safetensors"))).rejects.toThrow(/not found/);
   });
 
-  it("refuses pickle checkpoints", async () => {
+  it("reads pytorch_model.bin with the restricted unpickler; refuses what it cannot read safely", async () => {
     const d = join(tmp, "pickle");
     rmSync(d, { recursive: true, force: true });
     mkdirSync(d);
     writeFileSync(join(d, "pytorch_model.bin"), "x");
-    await expect(readCheckpointWeights(d)).rejects.toThrow(/pickle formats are not loaded; convert to safetensors/);
+    await expect(readCheckpointWeights(d)).rejects.toThrow(/pytorch_model\.bin: not a torch\.save zip archive/);
+    const bin = join(repoRoot, "test", "fixtures", "torch-bin");
+    const info = inspectCheckpoint(join(bin, "tiny-t5"));
+    expect(info.files).toEqual([join(bin, "tiny-t5", "pytorch_model.bin")]);
+    expect(info.tensors.length).toBe(31);
+    expect(info.tensors[0]).toMatchObject({ name: "shared.weight", dtype: "float32", shape: [12, 4] });
+    expect(loadAddon().readWeightsHeader(join(bin, "tiny-t5-bf16.bin"))[0]).toMatchObject({ name: "shared.weight", dtype: "bfloat16" });
+    const w = new Map(await readCheckpointWeights(join(bin, "tiny-t5")));
+    const values = JSON.parse(readFileSync(join(bin, "values.json"), "utf8"));
+    expect(Array.from(w.get("lm_head.weight")!.data as Float32Array)).toEqual(values["lm_head.weight"].values);
+    expect(() => loadAddon().readWeightsHeader(join(bin, "evil-os-system.bin"))).toThrow(/posix\.system.*nothing from the file was executed/);
+  });
+
+  it("bf16/fp16 safetensors load to float32 exactly by default; convertCheckpoint writes and widens them bit for bit", async () => {
+    const { T5Model, makeBatch } = await import("../../src/model/model.js");
+    const { convertCheckpoint } = await import("../../src/model/checkpoint.js");
+    const src = join(tmp, "f32-model");
+    const m = await T5Model.init("tiny", { seed: 2, vocabSize: 300 });
+    await m.save(src);
+    m.dispose();
+    const batch = makeBatch([[5, 9, 17, 1]]);
+    for (const dtype of ["bfloat16", "float16"] as const) {
+      const half = join(tmp, `half-${dtype}`);
+      const r = await convertCheckpoint(src, half, { dtype });
+      expect(r.copied).toContain("config.json");
+      const st = await readSafetensors(join(half, "model.safetensors"));
+      expect([...st.tensors.values()].every((t) => t.dtype === dtype)).toBe(true);
+      const back = join(tmp, `back-${dtype}`);
+      await convertCheckpoint(half, back, { dtype: "float32" });
+      const w = (await readSafetensors(join(back, "model.safetensors"))).tensors.get("shared.weight")!.data as Float32Array;
+      const h = st.tensors.get("shared.weight")!.data as Uint16Array;
+      for (let i = 0; i < 256; i++) expect(w[i]).toBe(dtype === "bfloat16" ? bf16ToFloat(h[i]!) : halfToFloat(h[i]!));
+      // Loading the half file (float32 by default) = loading its exact float32 widening.
+      const a = await T5Model.load(half);
+      const b = await T5Model.load(back);
+      try {
+        expect(await a.evalLoss([makeBatch([[5, 9, 17, 1]], [[4, 8, 1]])])).toEqual(await b.evalLoss([makeBatch([[5, 9, 17, 1]], [[4, 8, 1]])]));
+        expect(await a.generate(batch, { maxNewTokens: 4 })).toEqual(await b.generate(batch, { maxNewTokens: 4 }));
+      } finally {
+        a.dispose();
+        b.dispose();
+      }
+    }
+    // Kept as stored: bfloat16 runs on CPU.
+    const s = await T5Model.load(join(tmp, "half-bfloat16"), { dtype: "stored" });
+    try {
+      const [ids] = await s.generate(batch, { maxNewTokens: 4 });
+      expect(ids!.length).toBeLessThanOrEqual(4);
+    } finally {
+      s.dispose();
+    }
+  });
+
+  it("T5Model.load keeps bfloat16 as stored when asked, else loads float32", async () => {
+    const { T5Model } = await import("../../src/model/model.js");
+    const src = join(repoRoot, "test", "fixtures", "torch-bin");
+    const d = join(tmp, "bf16-model");
+    mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, "config.json"), readFileSync(join(src, "tiny-t5", "config.json")));
+    writeFileSync(join(d, "pytorch_model.bin"), readFileSync(join(src, "tiny-t5-bf16.bin")));
+    const f32 = await T5Model.load(d);
+    const bf16 = await T5Model.load(d, { dtype: "stored" });
+    try {
+      expect(f32.parameterCount().total).toBe(476);
+      expect(bf16.bytes).toBeGreaterThan(0);
+      expect(bf16.bytes).toBeLessThan(f32.bytes * 0.6); // 2 bytes per parameter instead of 4
+    } finally {
+      f32.dispose();
+      bf16.dispose();
+    }
+    await expect(T5Model.load(d, { dtype: "int8" as never })).rejects.toThrow(/options\.dtype: expected/);
   });
 });
 
@@ -110,3 +180,16 @@ describe("PEFT adapters through the addon", () => {
     ).rejects.toThrow(/r = 3/);
   });
 });
+
+function bf16ToFloat(h: number): number {
+  return new Float32Array(new Uint32Array([h << 16]).buffer)[0]!;
+}
+
+function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}

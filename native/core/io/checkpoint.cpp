@@ -15,26 +15,28 @@
 
 #include "common/errors.h"
 #include "io/file_util.h"
+#include "io/torch_bin.h"
 
 namespace instill::io {
 namespace {
 
 const char* kSingle = "model.safetensors";
 const char* kIndex = "model.safetensors.index.json";
+const char* kBinSingle = "pytorch_model.bin";
+const char* kBinIndex = "pytorch_model.bin.index.json";
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-bool is_pickle_name(const std::string& name) {
-  return ends_with(name, ".bin") || ends_with(name, ".pt") || ends_with(name, ".pth") || ends_with(name, ".ckpt") ||
-         ends_with(name, ".pkl") || name == "pytorch_model.bin.index.json";
+// torch.save files: read by the restricted unpickler of io/torch_bin (nothing is executed).
+bool is_torch_name(const std::string& name) {
+  return ends_with(name, ".bin") || ends_with(name, ".pt") || ends_with(name, ".pth") || ends_with(name, ".ckpt");
 }
 
-[[noreturn]] void pickle_error(const std::string& path, const std::string& found) {
-  throw FileError(path, "found " + found +
-                            ": pickle formats are not loaded; convert to safetensors (for example with transformers: "
-                            "AutoModelForSeq2SeqLM.from_pretrained(dir).save_pretrained(out, safe_serialization=True))");
+std::string base_name(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
 std::vector<std::string> list_dir(const std::string& dir) {
@@ -59,23 +61,32 @@ struct ShardPlan {
 ShardPlan plan(const std::string& dir) {
   ShardPlan p;
   if (path_is_regular_file(dir)) {
-    std::string base = dir.substr(dir.find_last_of('/') == std::string::npos ? 0 : dir.find_last_of('/') + 1);
-    if (is_pickle_name(base)) pickle_error(dir, base);
+    std::string base = base_name(dir);
+    if (ends_with(base, ".pkl") || ends_with(base, ".pickle"))
+      throw FileError(dir, "plain pickle files are not loaded (only torch.save archives and safetensors)");
     p.files.push_back(dir);
     return p;
   }
   if (!path_exists(dir)) throw FileError(dir, "checkpoint not found");
-  if (!path_is_directory(dir)) throw FileError(dir, "not a checkpoint folder or .safetensors file");
-  const std::string single = path_join(dir, kSingle);
-  if (path_is_regular_file(single)) {
-    p.files.push_back(single);
+  if (!path_is_directory(dir)) throw FileError(dir, "not a checkpoint folder or weights file");
+  // As transformers: safetensors first, then pytorch_model.bin; single file before an index.
+  std::string index;
+  bool torch_index = false;
+  if (path_is_regular_file(path_join(dir, kSingle))) {
+    p.files.push_back(path_join(dir, kSingle));
     return p;
   }
-  const std::string index = path_join(dir, kIndex);
-  if (!path_is_regular_file(index)) {
-    for (const auto& n : list_dir(dir))
-      if (is_pickle_name(n)) pickle_error(dir, n);
-    throw FileError(dir, std::string("no ") + kSingle + " or " + kIndex + " in the checkpoint folder");
+  if (path_is_regular_file(path_join(dir, kIndex))) {
+    index = path_join(dir, kIndex);
+  } else if (path_is_regular_file(path_join(dir, kBinSingle))) {
+    p.files.push_back(path_join(dir, kBinSingle));
+    return p;
+  } else if (path_is_regular_file(path_join(dir, kBinIndex))) {
+    index = path_join(dir, kBinIndex);
+    torch_index = true;
+  } else {
+    throw FileError(dir, std::string("no ") + kSingle + ", " + kIndex + ", " + kBinSingle + " or " + kBinIndex +
+                             " in the checkpoint folder");
   }
   p.index_path = index;
   nlohmann::json j;
@@ -96,7 +107,9 @@ ShardPlan plan(const std::string& dir) {
         shard == "." || shard == ".." || shard.find('\0') != std::string::npos)
       throw FileError(index, "weight_map entry for '" + it.key() + "' names '" + shard +
                                  "', which is not a plain file name in the checkpoint folder");
-    if (is_pickle_name(shard)) pickle_error(index, shard);
+    if (torch_index ? !is_torch_name(shard) : !ends_with(shard, ".safetensors"))
+      throw FileError(index, "weight_map entry for '" + it.key() + "' names '" + shard + "', not a " +
+                                 (torch_index ? "torch .bin" : ".safetensors") + " file");
     p.weight_map[it.key()] = shard;
     shards.insert(shard);
   }
@@ -108,9 +121,21 @@ ShardPlan plan(const std::string& dir) {
 
 std::vector<std::string> checkpoint_weight_files(const std::string& dir) { return plan(dir).files; }
 
+bool is_safetensors_file(const std::string& path) { return ends_with(path, ".safetensors"); }
+
+NamedTensors read_weight_file(const std::string& path) {
+  if (is_safetensors_file(path)) return read_safetensors(path).tensors;
+  return read_torch_bin(path);
+}
+
+std::vector<SafetensorsEntry> read_weight_file_header(const std::string& path) {
+  if (is_safetensors_file(path)) return read_safetensors_header(path).entries;
+  return read_torch_bin_header(path);
+}
+
 NamedTensors read_checkpoint_weights(const std::string& dir) {
   ShardPlan p = plan(dir);
-  if (p.weight_map.empty()) return read_safetensors(p.files.at(0)).tensors;
+  if (p.weight_map.empty()) return read_weight_file(p.files.at(0));
 
   for (const auto& file : p.files)
     if (!path_is_regular_file(file))
@@ -119,11 +144,11 @@ NamedTensors read_checkpoint_weights(const std::string& dir) {
   std::set<std::string> seen;
   for (const auto& file : p.files) {
     const std::string shard = file.substr(file.find_last_of('/') + 1);
-    SafetensorsFile f = read_safetensors(file);
-    for (auto& [name, t] : f.tensors) {
+    NamedTensors f = read_weight_file(file);
+    for (auto& [name, t] : f) {
       auto it = p.weight_map.find(name);
       if (it == p.weight_map.end())
-        throw FileError(file, "tensor '" + name + "' is not in the index " + std::string(kIndex));
+        throw FileError(file, "tensor '" + name + "' is not in the index " + base_name(p.index_path));
       if (it->second != shard)
         throw FileError(file, "tensor '" + name + "' is mapped to shard '" + it->second + "' by the index");
       seen.insert(name);
@@ -132,7 +157,7 @@ NamedTensors read_checkpoint_weights(const std::string& dir) {
   }
   for (const auto& [name, shard] : p.weight_map)
     if (!seen.count(name))
-      throw FileError(path_join(dir, shard), "tensor '" + name + "' listed in " + kIndex + " is missing from the shard");
+      throw FileError(path_join(dir, shard), "tensor '" + name + "' listed in " + base_name(p.index_path) + " is missing from the shard");
   return out;
 }
 
@@ -193,6 +218,37 @@ void write_checkpoint_weights(const std::string& dir, const NamedTensors& tensor
   nlohmann::json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", wm}};
   write_text_file_atomic(index, idx.dump(2) + "\n");
   if (path_exists(single)) ::unlink(single.c_str());  // it would take precedence over the new shards
+}
+
+ConvertResult convert_checkpoint(const std::string& src, const std::string& out_dir, at::ScalarType dtype,
+                                 uint64_t max_shard_bytes) {
+  if (dtype != at::ScalarType::Undefined && !at::isFloatingType(dtype))
+    throw ArgumentError("convert_checkpoint: dtype must be a floating type");
+  NamedTensors in = read_checkpoint_weights(src);
+  ConvertResult r;
+  NamedTensors out;
+  std::vector<const at::Tensor*> kept;
+  for (auto& [name, t] : in) {
+    bool alias = false;
+    for (const at::Tensor* k : kept)
+      if (k->is_alias_of(t) && k->storage_offset() == t.storage_offset() && k->sizes().equals(t.sizes()) &&
+          k->strides().equals(t.strides()) && k->scalar_type() == t.scalar_type()) {
+        alias = true;
+        break;
+      }
+    if (alias) {
+      r.dropped.push_back(name);
+      continue;
+    }
+    kept.push_back(&t);
+    at::Tensor c = dtype != at::ScalarType::Undefined && at::isFloatingType(t.scalar_type()) ? t.to(dtype) : t;
+    r.bytes += static_cast<uint64_t>(c.numel()) * c.element_size();
+    out.emplace_back(name, std::move(c));
+  }
+  r.tensors = out.size();
+  write_checkpoint_weights(out_dir, out, max_shard_bytes);
+  r.files = checkpoint_weight_files(out_dir);
+  return r;
 }
 
 std::string read_text_file(const std::string& path) {

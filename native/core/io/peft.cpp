@@ -9,6 +9,7 @@
 #include "common/errors.h"
 #include "io/checkpoint.h"
 #include "io/file_util.h"
+#include "io/torch_bin.h"
 
 namespace instill::io {
 namespace {
@@ -134,12 +135,11 @@ void write_peft_adapter(const std::string& dir, const NamedTensors& lora_weights
 PeftAdapter read_peft_adapter(const std::string& dir) {
   const std::string cfg_path = path_join(dir, kConfig), w_path = path_join(dir, kWeights);
   if (!path_is_directory(dir)) throw FileError(dir, "adapter folder not found");
+  // adapter_model.bin (older PEFT, torch.save) is read by the restricted unpickler of io/torch_bin.h.
+  std::string weights_path = w_path;
   if (!path_is_regular_file(w_path)) {
-    if (path_exists(path_join(dir, "adapter_model.bin")))
-      throw FileError(path_join(dir, "adapter_model.bin"),
-                      "pickle formats are not loaded; convert to safetensors (PeftModel.save_pretrained(out, "
-                      "safe_serialization=True))");
-    throw FileError(w_path, "file not found");
+    if (!path_is_regular_file(path_join(dir, "adapter_model.bin"))) throw FileError(w_path, "file not found");
+    weights_path = path_join(dir, "adapter_model.bin");
   }
   PeftAdapter a;
   try {
@@ -184,32 +184,33 @@ PeftAdapter read_peft_adapter(const std::string& dir) {
         if (x.is_string()) a.target_modules.push_back(x.get<std::string>());
   }
 
-  SafetensorsFile f = read_safetensors(w_path);
+  const NamedTensors weights = weights_path == w_path ? read_safetensors(w_path).tensors : read_torch_bin(weights_path);
+  const std::string& w_name = weights_path;
   std::map<std::string, LoraModuleWeights> by_module;
-  for (auto& [key, t] : f.tensors) {
-    if (!starts_with(key, kPrefix)) throw FileError(w_path, "tensor '" + key + "': key does not start with base_model.model.");
+  for (auto& [key, t] : weights) {
+    if (!starts_with(key, kPrefix)) throw FileError(w_name, "tensor '" + key + "': key does not start with base_model.model.");
     std::string module;
     char which = 0;
     if (!split_lora_key(key, &module, &which))
-      throw FileError(w_path, "tensor '" + key + "': not a LoRA weight (<module>.lora_A.weight / lora_B.weight)");
+      throw FileError(w_name, "tensor '" + key + "': not a LoRA weight (<module>.lora_A.weight / lora_B.weight)");
     module = module.substr(kPrefix.size());
-    if (module.empty()) throw FileError(w_path, "tensor '" + key + "': empty module name");
+    if (module.empty()) throw FileError(w_name, "tensor '" + key + "': empty module name");
     auto& m = by_module[module];
     m.module = module;
     at::Tensor& slot = which == 'A' ? m.A : m.B;
-    if (slot.defined()) throw FileError(w_path, "tensor '" + key + "': module '" + module + "' has two lora_" + which);
-    if (t.dim() != 2) throw FileError(w_path, "tensor '" + key + "': expected a matrix, got shape " + c10::str(t.sizes()));
+    if (slot.defined()) throw FileError(w_name, "tensor '" + key + "': module '" + module + "' has two lora_" + which);
+    if (t.dim() != 2) throw FileError(w_name, "tensor '" + key + "': expected a matrix, got shape " + c10::str(t.sizes()));
     if (!at::isFloatingType(t.scalar_type()))
-      throw FileError(w_path, "tensor '" + key + "': expected a floating-point dtype");
+      throw FileError(w_name, "tensor '" + key + "': expected a floating-point dtype");
     slot = t;
   }
-  if (by_module.empty()) throw FileError(w_path, "no LoRA weights");
+  if (by_module.empty()) throw FileError(w_name, "no LoRA weights");
   for (auto& [name, m] : by_module) {
     if (!m.A.defined() || !m.B.defined())
-      throw FileError(w_path, "module '" + name + "' has lora_" + (m.A.defined() ? "A" : "B") + " but no lora_" +
+      throw FileError(w_name, "module '" + name + "' has lora_" + (m.A.defined() ? "A" : "B") + " but no lora_" +
                                   (m.A.defined() ? "B" : "A"));
     if (m.A.size(0) != a.r || m.B.size(1) != a.r)
-      throw FileError(w_path, "module '" + name + "': lora_A " + c10::str(m.A.sizes()) + " and lora_B " +
+      throw FileError(w_name, "module '" + name + "': lora_A " + c10::str(m.A.sizes()) + " and lora_B " +
                                   c10::str(m.B.sizes()) + " disagree with r = " + std::to_string(a.r) + " in " + kConfig);
     a.modules.push_back(std::move(m));
   }

@@ -46,7 +46,8 @@ void write_peft_adapter(const std::string& dir, const NamedTensors& lora_weights
 void write_peft_adapter(const std::string& dir, const std::vector<LoraModuleWeights>& modules,
                         const nlohmann::json& adapter_config);
 
-// Reads an adapter folder. FileError (naming the file and key) for: missing files, adapter_model.bin (pickle),
+// Reads an adapter folder: adapter_model.safetensors, else adapter_model.bin (torch.save, read by the restricted
+// unpickler of io/torch_bin.h; nothing is executed). FileError (naming the file and key) for: missing files,
 // peft_type other than LORA, DoRA, fan_in_fan_out, non-empty rank_pattern/alpha_pattern (not supported), keys
 // that are not base_model.model.<module>.lora_{A,B}.weight (an adapter name such as ".lora_A.default.weight" is
 // accepted), a module with only A or only B, and shapes that disagree with r or with each other.

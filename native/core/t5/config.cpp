@@ -1,6 +1,13 @@
 #include "t5/config.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
 
 #include "common/errors.h"
 
@@ -63,7 +70,67 @@ std::string T5Config::act() const {
   return a;
 }
 
-void T5Config::validate(const std::string& source) const {
+double T5Config::parameter_count() const {
+  const double d = static_cast<double>(d_model), inner = static_cast<double>(num_heads) * static_cast<double>(d_kv);
+  const double ff = static_cast<double>(d_ff) * d * (is_gated() ? 3.0 : 2.0);
+  const double attn = 4.0 * d * inner;
+  const double bias = static_cast<double>(relative_attention_num_buckets) * static_cast<double>(num_heads);
+  const double embed = static_cast<double>(vocab_size) * d * (tie_word_embeddings ? 1.0 : 2.0);
+  const double enc = static_cast<double>(num_layers) * (attn + ff + 2.0 * d) + bias + d;
+  const double dec = static_cast<double>(num_decoder_layers) * (2.0 * attn + ff + 3.0 * d) + bias + d;
+  return embed + enc + dec;
+}
+
+namespace {
+
+// Physical memory in bytes (0 when unknown).
+double physical_memory() {
+  long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0.0;
+}
+
+std::string human(double x, const char* unit) {
+  const char* prefixes[] = {"", "K", "M", "G", "T", "P", "E", "Z", "Y"};
+  int k = 0;
+  while (x >= 1000.0 && k < 8) x /= 1000.0, ++k;
+  char b[64];
+  std::snprintf(b, sizeof b, "%.3g %s%s", x, prefixes[k], unit);
+  return b;
+}
+
+std::string sci(double x) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3g", x);
+  return b;
+}
+
+// The field of the largest term of parameter_count that is furthest above a typical T5 value.
+std::string dominant_field(const T5Config& c) {
+  const double d = static_cast<double>(c.d_model), inner = static_cast<double>(c.num_heads) * static_cast<double>(c.d_kv);
+  const double layer = 8.0 * d * inner + 3.0 * static_cast<double>(c.d_ff) * d;
+  const double embed = static_cast<double>(c.vocab_size) * d;
+  const double enc = static_cast<double>(c.num_layers) * layer, dec = static_cast<double>(c.num_decoder_layers) * layer;
+  std::vector<std::pair<const char*, double>> cand;  // value / typical
+  if (embed >= enc && embed >= dec) cand = {{"vocab_size", c.vocab_size / 32128.0}, {"d_model", d / 1024.0}};
+  else
+    cand = {{enc >= dec ? "num_layers" : "num_decoder_layers", (enc >= dec ? c.num_layers : c.num_decoder_layers) / 24.0},
+            {"d_model", d / 1024.0}, {"d_ff", c.d_ff / 4096.0}, {"num_heads", c.num_heads / 16.0}, {"d_kv", c.d_kv / 64.0}};
+  return std::max_element(cand.begin(), cand.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
+}
+
+int64_t field_value(const T5Config& c, const std::string& f) {
+  if (f == "vocab_size") return c.vocab_size;
+  if (f == "num_layers") return c.num_layers;
+  if (f == "num_decoder_layers") return c.num_decoder_layers;
+  if (f == "d_ff") return c.d_ff;
+  if (f == "num_heads") return c.num_heads;
+  if (f == "d_kv") return c.d_kv;
+  return c.d_model;
+}
+
+}  // namespace
+
+void T5Config::validate(const std::string& source, bool check_size) const {
   auto pos = [&](const char* f, int64_t v) {
     if (v <= 0) bad(source, f, "must be positive, got " + std::to_string(v));
   };
@@ -93,9 +160,21 @@ void T5Config::validate(const std::string& source) const {
   tok("pad_token_id", pad_token_id);
   tok("eos_token_id", eos_token_id);
   tok("decoder_start_token_id", decoder_start_token_id);
+  if (!check_size) return;
+  const double params = parameter_count(), bytes = params * 4.0, mem = physical_memory();
+  const bool too_many = !(params <= kMaxParameters), too_big = mem > 0 && bytes > mem;
+  if (too_many || too_big) {
+    const std::string f = dominant_field(*this);
+    bad(source, f,
+        "= " + std::to_string(field_value(*this, f)) + " is implausible: the config describes a T5 of " +
+            sci(params) + " parameters (" + human(bytes, "B") + " as float32), " +
+            (too_many ? "more than instill's limit of " + sci(kMaxParameters) + " parameters"
+                      : "more than this machine's " + human(mem, "B") + " of memory") +
+            "; nothing was allocated");
+  }
 }
 
-T5Config T5Config::from_json(const std::string& text, const std::string& source) {
+T5Config T5Config::from_json(const std::string& text, const std::string& source, bool check_size) {
   json j;
   try {
     j = json::parse(text);
@@ -130,7 +209,7 @@ T5Config T5Config::from_json(const std::string& text, const std::string& source)
   get_token_id(j, "pad_token_id", c.pad_token_id, source);
   get_token_id(j, "eos_token_id", c.eos_token_id, source);
   get_token_id(j, "decoder_start_token_id", c.decoder_start_token_id, source);
-  c.validate(source);
+  c.validate(source, check_size);
   return c;
 }
 

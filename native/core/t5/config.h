@@ -6,6 +6,9 @@
 
 namespace instill::t5 {
 
+// The largest T5 instill builds (T5-XXL has 11e9 parameters): a config beyond it is a typo or hostile.
+constexpr double kMaxParameters = 100e9;
+
 struct T5Config {
   int64_t vocab_size = 32128;
   int64_t d_model = 512;
@@ -32,11 +35,18 @@ struct T5Config {
   std::string act() const;
   int64_t inner_dim() const { return num_heads * d_kv; }
 
-  // Throws instill::ArgumentError naming the field and `source` when a value is invalid.
-  void validate(const std::string& source = "config") const;
+  // Throws instill::ArgumentError naming the field and `source` when a value is invalid. With check_size (default)
+  // also refuses sizes a machine cannot hold before anything is allocated: more than kMaxParameters parameters, or
+  // more float32 bytes than the machine's physical memory; the message names the field that dominates the count.
+  void validate(const std::string& source = "config", bool check_size = true) const;
 
-  // Parses HF config.json text. `source` (usually the file path) is named in error messages.
-  static T5Config from_json(const std::string& text, const std::string& source = "config.json");
+  // Parameter count of T5ForConditionalGeneration with this config (as a double: it may exceed int64 for hostile
+  // configs). The same count parameterCount() reports for a built model.
+  double parameter_count() const;
+
+  // Parses HF config.json text. `source` (usually the file path) is named in error messages. check_size as validate
+  // (from_pretrained first compares the sizes with the weights file, then checks the total).
+  static T5Config from_json(const std::string& text, const std::string& source = "config.json", bool check_size = true);
   // HF-compatible config.json text (architectures T5ForConditionalGeneration, model_type t5).
   std::string to_json() const;
 };

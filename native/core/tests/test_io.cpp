@@ -16,6 +16,8 @@
 #include "io/file_util.h"
 #include "io/peft.h"
 #include "io/safetensors.h"
+#include "io/torch_bin.h"
+#include "t5/pretrained.h"
 #include "tests/check.h"
 
 namespace fs = std::filesystem;
@@ -66,7 +68,8 @@ std::string raw_file(const std::string& header, const std::string& data) { retur
 bool same_bytes(const at::Tensor& a, const at::Tensor& b) {
   if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
   auto ca = a.contiguous(), cb = b.contiguous();
-  return ca.nbytes() == cb.nbytes() && std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0;
+  // memcmp on an empty tensor's null data pointer is undefined behaviour (UBSan), even with 0 bytes
+  return ca.nbytes() == cb.nbytes() && (ca.nbytes() == 0 || std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0);
 }
 
 std::map<std::string, at::Tensor> as_map(const NamedTensors& t) {
@@ -152,7 +155,7 @@ void cross_check_raw(const std::string& path, const SafetensorsFile& f) {
     REQUIRE_MSG(m.count(it.key()), "reader lost " << it.key());
     const at::Tensor& t = m[it.key()];
     REQUIRE_MSG(static_cast<uint64_t>(t.nbytes()) == e - b, it.key() << " size");
-    REQUIRE_MSG(std::memcmp(t.contiguous().data_ptr(), bytes.data() + 8 + n + b, e - b) == 0, it.key() << " bytes");
+    REQUIRE_MSG(e == b || std::memcmp(t.contiguous().data_ptr(), bytes.data() + 8 + n + b, e - b) == 0, it.key() << " bytes");
   }
   REQUIRE(count == f.tensors.size());
 }
@@ -521,14 +524,265 @@ TEST(pickle_and_missing_checkpoints_are_refused) {
   fs::create_directories(dir);
   spit(dir + "/config.json", "{}");
   spit(dir + "/pytorch_model.bin", "PK\x03\x04 not really");
-  expect_file_error([&] { read_checkpoint_weights(dir); }, dir, {"pytorch_model.bin", "pickle formats are not loaded; convert to safetensors"},
-                    "pytorch_model.bin");
+  expect_file_error([&] { read_checkpoint_weights(dir); }, dir + "/pytorch_model.bin", {"zip archive"}, "pytorch_model.bin");
   spit(tmp / "weights.pt", "x");
-  expect_file_error([&] { read_checkpoint_weights(tmp / "weights.pt"); }, tmp / "weights.pt", {"pickle formats are not loaded"}, ".pt");
+  expect_file_error([&] { read_checkpoint_weights(tmp / "weights.pt"); }, tmp / "weights.pt", {"not a torch.save zip archive"}, ".pt");
+  spit(tmp / "weights.pkl", "x");
+  expect_file_error([&] { read_checkpoint_weights(tmp / "weights.pkl"); }, tmp / "weights.pkl", {"plain pickle files are not loaded"}, ".pkl");
   std::string empty = tmp / "empty";
   fs::create_directories(empty);
-  expect_file_error([&] { read_checkpoint_weights(empty); }, empty, {"no model.safetensors"}, "empty dir");
+  expect_file_error([&] { read_checkpoint_weights(empty); }, empty, {"no model.safetensors", "pytorch_model.bin"}, "empty dir");
   expect_file_error([&] { read_checkpoint_weights(tmp / "nope"); }, tmp / "nope", {"not found"}, "missing dir");
+}
+
+// ---- torch.save (.bin) files: the restricted unpickler ----------------------------------------------------------
+
+std::string bin_fixtures() {
+  return (fs::path(__FILE__).parent_path().parent_path().parent_path().parent_path() / "test" / "fixtures" / "torch-bin").string();
+}
+
+std::string le16s(uint64_t v) { return std::string{static_cast<char>(v & 0xff), static_cast<char>((v >> 8) & 0xff)}; }
+std::string le32s(uint64_t v) { return le16s(v & 0xffff) + le16s(v >> 16); }
+
+// A zip archive of stored entries, as torch.save writes (CRCs left 0: the reader does not need them).
+std::string make_zip(const std::vector<std::pair<std::string, std::string>>& entries, uint16_t method = 0) {
+  std::string out, cd;
+  for (const auto& [name, data] : entries) {
+    const uint64_t off = out.size();
+    out += le32s(0x04034b50) + le16s(20) + le16s(0) + le16s(method) + le16s(0) + le16s(0) + le32s(0) + le32s(data.size()) +
+           le32s(data.size()) + le16s(name.size()) + le16s(0) + name + data;
+    cd += le32s(0x02014b50) + le16s(20) + le16s(20) + le16s(0) + le16s(method) + le16s(0) + le16s(0) + le32s(0) +
+          le32s(data.size()) + le32s(data.size()) + le16s(name.size()) + le16s(0) + le16s(0) + le16s(0) + le16s(0) + le32s(0) +
+          le32s(off) + name;
+  }
+  const uint64_t cd_off = out.size();
+  out += cd + le32s(0x06054b50) + le16s(0) + le16s(0) + le16s(entries.size()) + le16s(entries.size()) + le32s(cd.size()) +
+         le32s(cd_off) + le16s(0);
+  return out;
+}
+
+// Pickle pieces (protocol 2 opcodes).
+std::string pu(const std::string& s) { return "X" + le32s(s.size()) + s; }
+std::string pglobal(const std::string& m, const std::string& n) { return "c" + m + "\n" + n + "\n"; }
+std::string pint(int v) { return "K" + std::string(1, static_cast<char>(v)); }
+// {"w": tensor of `numel_claim` floats from storage "0" with size (n,), stride (1,)}
+std::string state_pickle(int numel_claim, int n, const std::string& extra_before_stop = "") {
+  return std::string("\x80\x02}(") + pu("w") + pglobal("torch._utils", "_rebuild_tensor_v2") + "(" + "(" + pu("storage") +
+         pglobal("torch", "FloatStorage") + pu("0") + pu("cpu") + pint(numel_claim) + "tQ" + pint(0) + pint(n) + "\x85" +
+         pint(1) + "\x85" + "\x89" + pglobal("collections", "OrderedDict") + ")R" + "tR" + "u" + extra_before_stop + ".";
+}
+std::string floats(std::vector<float> v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4); }
+std::string archive(const std::string& pickle, const std::string& data0 = floats({1.5f, -2.0f})) {
+  return make_zip({{"archive/data.pkl", pickle}, {"archive/data/0", data0}, {"archive/version", "3\n"}});
+}
+
+TEST(torch_bin_hand_made_archives) {
+  // The minimal valid archive.
+  auto ok = parse_torch_bin("ok.bin", archive(state_pickle(2, 2)).data(), archive(state_pickle(2, 2)).size());
+  REQUIRE(ok.size() == 1 && ok[0].first == "w");
+  REQUIRE(ok[0].second.scalar_type() == at::kFloat && ok[0].second.numel() == 2);
+  REQUIRE(ok[0].second[0].item<float>() == 1.5f && ok[0].second[1].item<float>() == -2.0f);
+  auto hdr = parse_torch_bin_header("ok.bin", archive(state_pickle(2, 2)).data(), archive(state_pickle(2, 2)).size());
+  REQUIRE(hdr.size() == 1 && hdr[0].dtype_name == "F32" && hdr[0].shape == std::vector<int64_t>{2});
+
+  auto expect = [](const std::string& bytes, std::vector<std::string> needles, const char* what) {
+    expect_file_error([&] { parse_torch_bin("hand.bin", bytes.data(), bytes.size()); }, "hand.bin", needles, what);
+  };
+  // Globals beyond tensor rebuilding: refused when named, before anything could be called.
+  expect(archive("\x80\x02" + pglobal("builtins", "eval") + "(" + pu("1+1") + "tR."), {"builtins.eval", "nothing from the file was executed"}, "eval");
+  expect(archive("\x80\x04" + pu("os") + pu("system") + "\x93(" + pu("true") + "tR."), {"os.system"}, "STACK_GLOBAL os.system");
+  expect(archive("\x80\x02" + pglobal("torch", "load") + "."), {"torch.load"}, "torch.load");
+  // Calls of admitted globals with other arguments, BUILD on other objects, unknown opcodes.
+  expect(archive("\x80\x02" + pglobal("collections", "OrderedDict") + "(" + pint(1) + "tR."), {"only admitted without arguments"}, "OrderedDict(1)");
+  expect(archive("\x80\x02" + pglobal("torch", "FloatStorage") + ")R."), {"torch.FloatStorage cannot be called"}, "storage call");
+  expect(archive("\x80\x02" + pu("x") + "}b."), {"BUILD on a str"}, "BUILD");
+  expect(archive("\x80\x02" + std::string("\x81") + "."), {"opcode 0x81"}, "NEWOBJ");
+  expect(archive("\x80\x02(I1\n."), {"opcode 0x49"}, "text INT");
+  // Bounds: storage smaller than its claim, a tensor reaching past its storage, truncation, nesting, mutation.
+  expect(archive(state_pickle(4, 4)), {"claims 4 elements", "8 bytes"}, "storage overrun");
+  expect(archive(state_pickle(2, 3)), {"reaches past its storage of 2 elements"}, "extent");
+  expect(archive(state_pickle(2, 2).substr(0, 40)), {"truncated"}, "truncated pickle");
+  expect(archive(std::string("\x80\x02") + ")" + std::string(200, '\x85') + "."), {"nested deeper than 64"}, "deep nesting");
+  // L0 = [] (memo 0), L1 = [] (memo 1), L1.append(L0), then L0.append(1): L0 is inside L1 by then.
+  const std::string mutate = std::string("]q") + '\0' + "]q" + '\1' + "h" + '\0' + "a" + "h" + '\0';
+  expect(archive(std::string("\x80\x02") + mutate + pint(1) + "a."), {"changed after being put inside"}, "mutation");
+  expect(archive(std::string("\x80\x02") + "h\x05."), {"memo index 5 was never stored"}, "memo");
+  expect(archive(std::string("\x80\x02") + "0."), {"stack underflow"}, "underflow");
+  expect(archive(std::string("\x80\x02") + pu("w") + "."), {"not a state dict"}, "not a dict");
+  // Archive-level problems.
+  expect(make_zip({{"archive/data.pkl", state_pickle(2, 2)}, {"archive/data/0", floats({1, 2})}}, 8), {"compressed"}, "deflate");
+  expect(make_zip({{"archive/other", "x"}}), {"without <name>/data.pkl"}, "no data.pkl");
+  expect(make_zip({{"archive/data.pkl", state_pickle(2, 2)}}), {"no data/0 entry"}, "missing storage");
+  expect(make_zip({{"archive/data.pkl", state_pickle(2, 2)}, {"archive/data/0", floats({1, 2})}, {"archive/byteorder", "big"}}),
+         {"byteorder 'big'"}, "big endian");
+  expect(make_zip({{"archive/data.pkl", state_pickle(2, 2)}, {"archive/data/0", floats({1, 2})}, {"archive/constants.pkl", "x"}}),
+         {"TorchScript"}, "torchscript");
+  std::string z = archive(state_pickle(2, 2));
+  expect(z.substr(0, z.size() - 5), {"end-of-central-directory"}, "cut zip");
+  expect(std::string("\x80\x02}."), {"legacy torch.save format"}, "legacy bytes");
+  expect("hello", {"does not start with 'PK'"}, "not zip");
+  // Every prefix of a valid archive is refused with a FileError (never a crash or another exception).
+  for (size_t n = 0; n < z.size(); ++n)
+    expect_file_error([&] { parse_torch_bin("cut.bin", z.data(), n); }, "cut.bin", {}, "prefix");
+}
+
+TEST(torch_bin_fixtures_written_by_torch_save) {
+  const std::string d = bin_fixtures();
+  if (!fs::exists(d + "/values.json")) throw instill_test::Skip{"test/fixtures/torch-bin is missing"};
+  auto values = nlohmann::json::parse(slurp(d + "/values.json"));
+  auto w = read_torch_bin(d + "/tiny-t5/pytorch_model.bin");
+  auto m = as_map(w);
+  size_t checked = 0;
+  for (auto it = values.begin(); it != values.end(); ++it) {
+    if (it.key() == "views" || it.key() == "adapter") continue;
+    REQUIRE_MSG(m.count(it.key()), "missing " << it.key());
+    const at::Tensor& t = m[it.key()];
+    std::vector<int64_t> shape = it.value()["shape"];
+    REQUIRE_MSG(t.sizes().vec() == shape && t.scalar_type() == at::kFloat, it.key() << " shape/dtype");
+    std::vector<float> want = it.value()["values"];
+    at::Tensor c = t.contiguous();
+    REQUIRE_MSG(std::memcmp(c.data_ptr(), want.data(), want.size() * 4) == 0, it.key() << " values");
+    ++checked;
+  }
+  REQUIRE(checked == 29);
+  // Tied embeddings share shared.weight's storage, as in the file.
+  REQUIRE(m["encoder.embed_tokens.weight"].is_alias_of(m["shared.weight"]));
+  REQUIRE(w.size() == 31 && w[0].first == "shared.weight" && w[1].first == "encoder.embed_tokens.weight");
+  // bfloat16 and float16 files: stored dtype kept, values = the float32 ones rounded (bitwise).
+  for (auto [file, dt] : {std::pair{"tiny-t5-bf16.bin", at::kBFloat16}, std::pair{"tiny-t5-fp16.bin", at::kHalf}}) {
+    auto h = as_map(read_torch_bin(d + "/" + file));
+    REQUIRE(h.size() == m.size());
+    for (auto& [name, t] : h) {
+      REQUIRE_MSG(t.scalar_type() == dt, file << " " << name << " dtype");
+      REQUIRE_MSG(same_bytes(t, m[name].to(dt)), file << " " << name << " values");
+    }
+    auto hdr = read_torch_bin_header(d + "/" + file);
+    REQUIRE(hdr.size() == 31 && hdr[0].dtype == dt && hdr[0].shape == (std::vector<int64_t>{12, 4}));
+  }
+  // Strides, offsets and other dtypes.
+  auto v = as_map(read_torch_bin(d + "/views.bin"));
+  std::vector<float> tr = values["views"]["transposed"], sl = values["views"]["slice"];
+  REQUIRE(v["transposed"].sizes().vec() == (std::vector<int64_t>{6, 4}) && !v["transposed"].is_contiguous());
+  REQUIRE(std::memcmp(v["transposed"].contiguous().data_ptr(), tr.data(), tr.size() * 4) == 0);
+  REQUIRE(std::memcmp(v["slice"].contiguous().data_ptr(), sl.data(), sl.size() * 4) == 0);
+  REQUIRE(v["ids"].scalar_type() == at::kLong && v["ids"][0].item<int64_t>() == -(int64_t{1} << 62) && v["ids"][1].item<int64_t>() == 7);
+  REQUIRE(v["mask"].scalar_type() == at::kBool && v["mask"][0].item<bool>() && !v["mask"][1].item<bool>());
+  REQUIRE(v["param"][1].item<float>() == -1.5f);
+  // {"state_dict": {...}, "epoch": 3}
+  auto wr = read_torch_bin(d + "/wrapped.bin");
+  REQUIRE(wr.size() == 1 && wr[0].first == "w" && wr[0].second[1].item<float>() == 2.0f);
+  expect_file_error([&] { read_torch_bin(d + "/legacy.bin"); }, d + "/legacy.bin", {"legacy torch.save format"}, "legacy");
+  // A __reduce__ calling os.system: refused, nothing run.
+  const char* marker = "/tmp/instill-torch-bin-pwned";
+  ::unlink(marker);
+  expect_file_error([&] { read_torch_bin(d + "/evil-os-system.bin"); }, d + "/evil-os-system.bin",
+                    {"posix.system", "weights-only", "nothing from the file was executed"}, "evil");
+  expect_file_error([&] { read_checkpoint_weights(d + "/evil-os-system.bin"); }, d + "/evil-os-system.bin", {"posix.system"}, "evil via checkpoint");
+  REQUIRE_MSG(!fs::exists(marker), "the malicious pickle ran");
+}
+
+TEST(torch_bin_mutation_fuzz_never_crashes) {
+  const std::string d = bin_fixtures();
+  if (!fs::exists(d + "/views.bin")) throw instill_test::Skip{"test/fixtures/torch-bin is missing"};
+  const std::string base = slurp(d + "/views.bin");
+  std::mt19937 rng(99);
+  int ok = 0, rejected = 0;
+  for (int it = 0; it < 1500; ++it) {
+    std::string s = base;
+    for (int k = 0, edits = 1 + static_cast<int>(rng() % 3); k < edits; ++k) {
+      if (rng() % 5 == 0) s.resize(rng() % s.size());
+      else if (!s.empty()) s[rng() % s.size()] = static_cast<char>(rng() & 0xff);
+    }
+    try {
+      for (auto& [k, t] : parse_torch_bin("fuzz.bin", s.data(), s.size())) (void)t.sum();
+      ++ok;
+    } catch (const FileError& e) {
+      REQUIRE_MSG(std::string(e.what()).rfind("fuzz.bin", 0) == 0, "message must start with the path: " << e.what());
+      ++rejected;
+    }
+  }
+  std::printf("  torch.bin fuzz: %d read, %d rejected\n", ok, rejected);
+  REQUIRE(rejected > 100 && ok > 10);
+}
+
+TEST(torch_bin_checkpoint_folders_and_conversion) {
+  const std::string d = bin_fixtures();
+  if (!fs::exists(d + "/tiny-t5/pytorch_model.bin")) throw instill_test::Skip{"test/fixtures/torch-bin is missing"};
+  TempDir tmp;
+  auto src = as_map(read_checkpoint_weights(d + "/tiny-t5"));
+  REQUIRE(checkpoint_weight_files(d + "/tiny-t5") == std::vector<std::string>{d + "/tiny-t5/pytorch_model.bin"});
+  auto r = convert_checkpoint(d + "/tiny-t5", tmp / "st");
+  REQUIRE(r.tensors == 29 && r.dropped == (std::vector<std::string>{"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}));
+  auto back = as_map(read_checkpoint_weights(tmp / "st"));
+  REQUIRE(back.size() == 29);
+  for (auto& [k, t] : back) REQUIRE_MSG(same_bytes(t, src[k]), k);
+  auto r16 = convert_checkpoint(d + "/tiny-t5", tmp / "bf16", at::kBFloat16);
+  REQUIRE(as_map(read_checkpoint_weights(tmp / "bf16"))["shared.weight"].scalar_type() == at::kBFloat16);
+  REQUIRE(r16.bytes * 2 == r.bytes);
+  // A sharded .bin index, as transformers writes pytorch_model.bin.index.json.
+  std::string sh = tmp / "sharded";
+  fs::create_directories(sh);
+  fs::copy_file(d + "/tiny-t5/pytorch_model.bin", sh + "/pytorch_model-00001-of-00001.bin");
+  nlohmann::json idx = {{"metadata", {{"total_size", 1}}}, {"weight_map", nlohmann::json::object()}};
+  for (auto& [k, t] : src) idx["weight_map"][k] = "pytorch_model-00001-of-00001.bin";
+  spit(sh + "/pytorch_model.bin.index.json", idx.dump());
+  REQUIRE(read_checkpoint_weights(sh).size() == 31);
+  idx["weight_map"]["shared.weight"] = "model-00001.safetensors";
+  spit(sh + "/pytorch_model.bin.index.json", idx.dump());
+  expect_file_error([&] { read_checkpoint_weights(sh); }, sh + "/pytorch_model.bin.index.json", {"not a torch .bin file"}, "mixed index");
+}
+
+TEST(config_sizes_are_checked_against_the_weights_before_allocating) {
+  const std::string d = bin_fixtures();
+  if (!fs::exists(d + "/tiny-t5/pytorch_model.bin")) throw instill_test::Skip{"test/fixtures/torch-bin is missing"};
+  TempDir tmp;
+  auto cfg = nlohmann::json::parse(slurp(d + "/tiny-t5/config.json"));
+  auto model = instill::t5::from_pretrained(d + "/tiny-t5");
+  REQUIRE(model->config().vocab_size == 12);
+  int64_t numel = 0;
+  for (auto& p : model->parameters()) numel += p.numel();
+  REQUIRE(model->config().parameter_count() == static_cast<double>(numel));  // 476, as torch counts the fixture
+  auto bad = [&](const std::string& key, nlohmann::json value, std::vector<std::string> needles) {
+    std::string dir = tmp / ("bad-" + key);
+    fs::create_directories(dir);
+    fs::copy_file(d + "/tiny-t5/pytorch_model.bin", dir + "/pytorch_model.bin", fs::copy_options::overwrite_existing);
+    auto c = cfg;
+    c[key] = value;
+    spit(dir + "/config.json", c.dump());
+    try {
+      instill::t5::from_pretrained(dir);
+    } catch (const instill::ArgumentError& e) {
+      std::string msg = e.what();
+      REQUIRE_MSG(msg.find(dir + "/config.json") == 0, key << ": message must start with the config path: " << msg);
+      for (const auto& n : needles) REQUIRE_MSG(msg.find(n) != std::string::npos, key << ": message lacks '" << n << "': " << msg);
+      return;
+    }
+    REQUIRE_MSG(false, key << ": expected an ArgumentError");
+  };
+  bad("vocab_size", 1000000000000LL, {"\"vocab_size\" is 1000000000000", "shared.weight", "pytorch_model.bin", "[12, 4]"});
+  bad("num_layers", 1000000000, {"\"num_layers\" is 1000000000", "1 encoder blocks"});
+  bad("num_decoder_layers", 3, {"\"num_decoder_layers\" is 3", "1 decoder blocks"});
+  bad("d_ff", 4096, {"\"d_ff\"", "wi_0"});
+  bad("d_kv", 64, {"num_heads * d_kv"});
+  // Without weights (model init): the total is bounded, naming the field.
+  instill::t5::T5Config c = instill::t5::preset("tiny");
+  c.vocab_size = 1000000000000LL;
+  try {
+    c.validate("config.json");
+    REQUIRE_MSG(false, "expected an ArgumentError");
+  } catch (const instill::ArgumentError& e) {
+    std::string msg = e.what();
+    REQUIRE_MSG(msg.find("config.json: field \"vocab_size\"") == 0 && msg.find("parameters") != std::string::npos, msg);
+  }
+  c = instill::t5::preset("tiny");
+  c.num_layers = 1000000000;
+  try {
+    c.validate("config.json");
+    REQUIRE_MSG(false, "expected an ArgumentError");
+  } catch (const instill::ArgumentError& e) {
+    REQUIRE_MSG(std::string(e.what()).find("config.json: field \"num_layers\"") == 0, e.what());
+  }
+  instill::t5::preset("base").validate("ok");  // real sizes pass
 }
 
 TEST(atomic_writes_leave_no_temp_files) {
@@ -627,7 +881,17 @@ TEST(peft_adapter_round_trip) {
   fs::create_directories(bad);
   spit(bad + "/adapter_model.bin", "x");
   write_text_file_atomic(bad + "/adapter_config.json", make_peft_lora_config(r, 8, {"q"}).dump());
-  expect_file_error([&] { read_peft_adapter(bad); }, bad + "/adapter_model.bin", {"pickle"}, "adapter_model.bin");
+  expect_file_error([&] { read_peft_adapter(bad); }, bad + "/adapter_model.bin", {"not a torch.save zip archive"}, "adapter_model.bin");
+  // A real adapter_model.bin (torch.save; test/fixtures/torch-bin/adapter) reads through the restricted unpickler.
+  if (fs::exists(bin_fixtures() + "/adapter/adapter_model.bin")) {
+    auto ab = read_peft_adapter(bin_fixtures() + "/adapter");
+    auto vals = nlohmann::json::parse(slurp(bin_fixtures() + "/values.json"))["adapter"];
+    REQUIRE(ab.r == 2 && ab.scaling == 2.0 && ab.modules.size() == 1 && ab.modules[0].module == "encoder.block.0.layer.0.SelfAttention.q");
+    std::vector<float> wa = vals["base_model.model.encoder.block.0.layer.0.SelfAttention.q.lora_A.weight"];
+    std::vector<float> wb = vals["base_model.model.encoder.block.0.layer.0.SelfAttention.q.lora_B.weight"];
+    REQUIRE(std::memcmp(ab.modules[0].A.contiguous().data_ptr(), wa.data(), wa.size() * 4) == 0);
+    REQUIRE(std::memcmp(ab.modules[0].B.contiguous().data_ptr(), wb.data(), wb.size() * 4) == 0);
+  }
   write_safetensors(bad + "/adapter_model.safetensors",
                     {{"base_model.model.encoder.q.lora_A.weight", torch::randn({r, d})}});
   expect_file_error([&] { read_peft_adapter(bad); }, bad + "/adapter_model.safetensors", {"'encoder.q'", "no lora_B"}, "only A");
