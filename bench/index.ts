@@ -1,5 +1,7 @@
 // Benchmark dispatcher: `npm run bench -- <name> [--json] [...]` runs bench/<name>.ts's run(args).
-// Benchmarks print ratios measured side by side in one run, never absolute timings alone.
+// Benchmarks print ratios measured side by side in one run, never absolute timings alone (bench/<name>.ts files are
+// found by name: t5-step, vs-hf, topk, hypergrad, ddp, tagi, and soak, the memory-over-long-runs check, which prints RSS
+// figures and exits 1 when memory grows beyond its limit).
 import { readdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";

@@ -4,6 +4,8 @@
 #include <mutex>
 #include <memory>
 
+#include "common/cpu.h"
+#include "common/memory.h"
 #include "common/runtime.h"
 #include "napi/errors.h"
 #include "napi/marshal.h"
@@ -25,6 +27,10 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
     o.Set("cudaDevices", devs);
     o.Set("intraOpThreads", instill::get_threads());
     o.Set("interOpThreads", r.inter_op_threads);
+    o.Set("blasThreads", instill::blas_threads());
+    instill::CpuCache::install();  // what the worker threads use (apply_threads installs it too)
+    o.Set("cpuAllocator", instill::CpuCache::name());
+    o.Set("cpuBf16", instill::cpu_has_bf16());
     auto blas = Napi::Object::New(env);
     blas.Set("name", r.blas.name);
     blas.Set("path", r.blas.path);

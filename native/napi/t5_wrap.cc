@@ -214,8 +214,13 @@ class T5Wrap : public Napi::ObjectWrap<T5Wrap> {
         auto o = RequireObject(info[1], "options");
         if (auto v = OptionalField(o, "dtype")) {
           std::string d = RequireString(*v, "options.dtype");
+          // "stored": the checkpoint's own floating dtype (e.g. bfloat16), see t5::from_pretrained.
           if (d == "float64") dtype = at::kDouble;
-          else if (d != "float32") throw ArgumentError("options.dtype: expected 'float32' or 'float64', got '" + d + "'");
+          else if (d == "bfloat16") dtype = at::kBFloat16;
+          else if (d == "float16") dtype = at::kHalf;
+          else if (d == "stored") dtype = at::ScalarType::Undefined;
+          else if (d != "float32")
+            throw ArgumentError("options.dtype: expected 'float32', 'float64', 'bfloat16', 'float16' or 'stored', got '" + d + "'");
         }
         if (auto v = OptionalField(o, "seed")) seed = RequireInt(*v, "options.seed", 0, int64_t{1} << 52);
       }
@@ -370,7 +375,7 @@ class T5Wrap : public Napi::ObjectWrap<T5Wrap> {
   }
 
   // ---- async work ----
-  // trainSteps(batches, {onProgress?}) -> Promise<{losses, gradNorms, lrs, tokens, seconds, step, cancelled}>
+  // trainSteps(batches, {onProgress?, processGroup?, precision?: 'auto'|'float32'|'bf16'}) -> Promise<{losses, gradNorms, lrs, tokens, seconds, step, cancelled}>
   Napi::Value TrainSteps(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
       CheckUsable("trainSteps");
@@ -381,9 +386,12 @@ class T5Wrap : public Napi::ObjectWrap<T5Wrap> {
       // Data parallelism: with options.processGroup, gradients are averaged over the group (bucketed
       // all-reduce) after each step's backward and before clipping.
       std::shared_ptr<train::GradSync> sync;
+      train::Precision precision = train::Precision::kAuto;
       if (info.Length() > 1 && !info[1].IsUndefined()) {
         auto opts = RequireObject(info[1], "options");
         cb = OptionalFunction(opts, "onProgress", "options");
+        if (auto pv = OptionalField(opts, "precision"))
+          precision = train::parse_precision(RequireString(*pv, "options.precision"), "options.precision");
         if (auto pgv = OptionalField(opts, "processGroup"))
           sync = std::make_shared<train::GradSync>(instill::dist::make_grad_sync(ProcessGroupFromJs(*pgv, "options.processGroup")));
       }
@@ -391,7 +399,7 @@ class T5Wrap : public Napi::ObjectWrap<T5Wrap> {
       auto st = st_;
       auto result = std::make_shared<train::TrainStepsResult>();
       return Run(info, "trainSteps",
-                 [st, batches, result, sync](const Reporter& report) {
+                 [st, batches, result, sync, precision](const Reporter& report) {
                    st->model->train();
                    *result = train::train_steps(
                        train::t5_loss_fn(*st->model), *st->optimizer, *batches,
@@ -406,7 +414,7 @@ class T5Wrap : public Napi::ObjectWrap<T5Wrap> {
                                   {"seconds", p.seconds}},
                                  ""});
                        },
-                       report.cancel_flag(), /*autocast_cuda=*/true, sync.get());
+                       report.cancel_flag(), precision, sync.get());
                    st->model->eval();
                  },
                  [result](Napi::Env env) -> Napi::Value {

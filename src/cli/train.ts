@@ -65,6 +65,7 @@ export function overridesFromFlags(f: CommonFlags): Record<string, unknown> {
   put("optimizer.name", f.optimizer);
   put("optimizer.warmupSteps", f.warmupSteps);
   put("optimizer.gradAccumulation", f.gradAccumulation);
+  put("precision", f.precision);
   put("checkpointEvery", f.checkpointEvery);
   put("keepCheckpoints", f.keepCheckpoints);
   put("stepsPerCall", f.stepsPerCall);
@@ -119,6 +120,7 @@ export function registerTrain(program: Command): void {
     .option("--optimizer <name>", "adamw | adafactor")
     .option("--warmup-steps <n>", "linear warmup steps", int("--warmup-steps"))
     .option("--grad-accumulation <n>", "micro-batches per optimizer step", int("--grad-accumulation"))
+    .option("--precision <p>", "training forward: auto (bf16 on CUDA, float32 on CPU) | float32 | bf16 (autocast, float32 master weights)")
     .option("--lora <spec>", "train a LoRA adapter, e.g. r=16,alpha=32,modules=q,v")
     .option("--per-task", "train one LoRA adapter per training task (teachers for TAGI)")
     .option("--checkpoint-every <n>", "checkpoint interval in steps", int("--checkpoint-every"))

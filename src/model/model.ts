@@ -19,13 +19,18 @@ import type {
 export type T5Preset = "tiny" | "small" | "base";
 
 export interface LoadOptions {
-  /** Parameter dtype (default float32; float64 for reference checks). */
-  dtype?: "float32" | "float64";
+  /**
+   * Parameter dtype: float32 (default; bfloat16/float16 checkpoints convert exactly), float64 for reference checks,
+   * bfloat16 / float16, or "stored" to keep the checkpoint's own floating dtype (shared.weight's).
+   */
+  dtype?: "float32" | "float64" | "bfloat16" | "float16" | "stored";
   /** Seeds LibTorch's default generator (dropout). */
   seed?: number;
 }
 
-export interface InitOptions extends LoadOptions {
+export interface InitOptions extends Omit<LoadOptions, "dtype"> {
+  /** Parameter dtype (default float32; float64 for reference checks). */
+  dtype?: "float32" | "float64";
   /** Seeds the HF-style random initialisation (and LibTorch's default generator). Default 0. */
   seed?: number;
   /** Overrides the vocabulary size (presets default to 32128). */
@@ -41,7 +46,11 @@ export class T5Model implements NativeModelHandle {
     this.config = JSON.parse(native.config()) as T5ConfigJson;
   }
 
-  /** Loads an HF checkpoint folder (config.json + model.safetensors or a sharded index). */
+  /**
+   * Loads an HF checkpoint folder: config.json + model.safetensors (or a sharded index), or pytorch_model.bin (or its
+   * index), read by a restricted unpickler that admits only tensor rebuilding (as torch.load(weights_only=True)).
+   * config.json's sizes are checked against the weights before anything is allocated.
+   */
   static async load(dir: string, opts: LoadOptions = {}): Promise<T5Model> {
     const native = new (loadAddon().T5Native)();
     await native.load(dir, { dtype: opts.dtype, seed: opts.seed });
@@ -91,8 +100,11 @@ export class T5Model implements NativeModelHandle {
     this.#native.mergeLora();
   }
 
-  async trainSteps(batches: Batch[], opts: { onProgress?: (e: ProgressEvent) => void; processGroup?: unknown } = {}): Promise<TrainStepsResult> {
-    return this.#native.trainSteps(batches, { onProgress: opts.onProgress, processGroup: opts.processGroup });
+  async trainSteps(
+    batches: Batch[],
+    opts: { onProgress?: (e: ProgressEvent) => void; processGroup?: unknown; precision?: "auto" | "float32" | "bf16" } = {},
+  ): Promise<TrainStepsResult> {
+    return this.#native.trainSteps(batches, { onProgress: opts.onProgress, processGroup: opts.processGroup, precision: opts.precision });
   }
 
   cancel(): void {

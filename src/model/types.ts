@@ -89,7 +89,8 @@ export interface NativeModelHandle {
   addLora(o: LoraOptions): void;
   mergeLora(): void;
   /** Runs one optimizer step per `gradAccumulation` batches, off the event loop. */
-  trainSteps(batches: Batch[], opts?: { onProgress?: (e: ProgressEvent) => void; processGroup?: unknown }): Promise<TrainStepsResult>;
+  /** precision: "auto" (default: bf16 autocast on CUDA, float32 on CPU) | "float32" | "bf16" (autocast on CPU too). */
+  trainSteps(batches: Batch[], opts?: { onProgress?: (e: ProgressEvent) => void; processGroup?: unknown; precision?: "auto" | "float32" | "bf16" }): Promise<TrainStepsResult>;
   /** Mean loss per batch, no gradients. */
   evalLoss(batches: Batch[]): Promise<number[]>;
   /** Generated ids per example (no decoder start id; stops at EOS, EOS not included). */

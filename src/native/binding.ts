@@ -38,6 +38,9 @@ export class AddonLoadError extends Error {}
 
 export function loadAddon(): Addon {
   if (cached) return cached;
+  // libgomp reads its wait policy once, when LibTorch loads it: without this its idle workers spin and take the
+  // core that OpenBLAS's own thread needs (2-5x slower steps on 2 cores). A user's setting wins.
+  process.env.OMP_WAIT_POLICY ??= "PASSIVE";
   const tried: string[] = [];
   let lastError: unknown;
   for (const p of addonCandidates()) {

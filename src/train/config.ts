@@ -25,6 +25,9 @@ export interface RunConfig {
   /** Train one LoRA adapter per training task (teachers for TAGI). */
   perTask: boolean;
   optimizer: OptimizerOptions;
+  /** Training forward precision: "auto" (bf16 autocast on CUDA, float32 on CPU), "float32", or "bf16" (autocast
+   * with float32 master weights and optimizer state, on CPU too). Evaluation always runs in the weights' dtype. */
+  precision: "auto" | "float32" | "bf16";
   batchSize: number;
   /** Optimizer steps; 0 = derive from epochs. */
   steps: number;
@@ -72,6 +75,7 @@ export function defaultConfig(): RunConfig {
       clipNorm: 1.0,
       gradAccumulation: 1,
     },
+    precision: "auto",
     batchSize: 8,
     steps: 0,
     epochs: 2,
@@ -159,6 +163,25 @@ export function parseLoraSpec(spec: string): LoraOptions {
   return out;
 }
 
+/**
+ * A `lora:` section from a config file (merged unchecked, since its default is null): missing keys take --lora's
+ * defaults (r 8, alpha 16, dropout 0, modules q,v); each value is checked as parseLoraSpec checks the flag.
+ */
+function validateLoraSection(l: LoraOptions): LoraOptions {
+  const known = ["q", "k", "v", "o", "wi", "wo"];
+  const defaults: LoraOptions = { r: 8, alpha: 16, dropout: 0, modules: ["q", "v"] };
+  const out: LoraOptions = { ...defaults, ...l };
+  const extra = Object.keys(out).filter((k) => !["r", "alpha", "dropout", "modules", "seed"].includes(k));
+  if (extra.length) throw new TypeError(`lora.${extra[0]}: unknown option (known: r, alpha, dropout, modules, seed)`);
+  if (!Number.isInteger(out.r) || out.r < 1) throw new RangeError(`lora.r must be a positive integer, got ${JSON.stringify(out.r)}`);
+  if (typeof out.alpha !== "number" || !Number.isFinite(out.alpha)) throw new TypeError(`lora.alpha must be a number, got ${JSON.stringify(out.alpha)}`);
+  if (typeof out.dropout !== "number" || !(out.dropout >= 0 && out.dropout < 1)) throw new RangeError(`lora.dropout must be in [0, 1), got ${JSON.stringify(out.dropout)}`);
+  if (out.seed !== undefined && !Number.isInteger(out.seed)) throw new TypeError(`lora.seed must be an integer, got ${JSON.stringify(out.seed)}`);
+  if (!Array.isArray(out.modules) || out.modules.length === 0 || out.modules.some((m) => !known.includes(m)))
+    throw new TypeError(`lora.modules must be a non-empty list of ${known.join(", ")}, got ${JSON.stringify(out.modules)}`);
+  return out;
+}
+
 /** Checks ranges after merging; messages name the option. */
 export function validateConfig(c: RunConfig): RunConfig {
   const posInt = (v: number, name: string, allowZero = false) => {
@@ -179,12 +202,33 @@ export function validateConfig(c: RunConfig): RunConfig {
   posInt(c.optimizer.gradAccumulation ?? 1, "optimizer.gradAccumulation");
   if (!(c.optimizer.lr > 0)) throw new RangeError(`optimizer.lr must be > 0, got ${c.optimizer.lr}`);
   if (!["adamw", "adafactor"].includes(c.optimizer.name)) throw new TypeError(`optimizer.name must be adamw or adafactor, got '${c.optimizer.name}'`);
+  if (!["auto", "float32", "bf16"].includes(c.precision)) throw new TypeError(`precision must be auto, float32 or bf16, got '${c.precision}'`);
   if (!["skip", "fail"].includes(c.onBadTask)) throw new TypeError(`onBadTask must be skip or fail, got '${c.onBadTask}'`);
   if (c.steps === 0 && c.epochs === 0) throw new RangeError("one of steps or epochs must be > 0");
+  if (c.lora !== null) c.lora = validateLoraSection(c.lora);
   posInt(c.eval.maxNewTokens, "eval.maxNewTokens");
   posInt(c.eval.numBeams, "eval.numBeams");
   posInt(c.eval.batchSize, "eval.batchSize");
   return c;
+}
+
+/**
+ * Runs `validate` on a merged config; a failure is prefixed with where its option was set: "command line" when
+ * the overrides hold it, else the config file (defaults are valid, so a bad value came from one of the two).
+ * Validation messages start with the option's path (`optimizer.lr must be > 0`, `variant: expected ...`).
+ */
+export function validateWithSource<T>(c: T, validate: (c: T) => T, file: string | undefined, overrides: unknown): T {
+  try {
+    return validate(c);
+  } catch (e) {
+    if (!(e instanceof Error)) throw e;
+    const key = /^([A-Za-z_][A-Za-z0-9_.]*)/.exec(e.message)?.[1] ?? "";
+    let o: unknown = overrides;
+    for (const k of key.split(".")) o = o !== null && typeof o === "object" ? (o as Record<string, unknown>)[k] : undefined;
+    const source = o !== undefined ? "command line" : file;
+    if (source) e.message = `${source}: ${e.message}`;
+    throw e;
+  }
 }
 
 /** defaults < file < overrides */
@@ -192,5 +236,5 @@ export function resolveConfig(file: string | undefined, overrides: unknown): Run
   let c = defaultConfig();
   if (file) c = mergeChecked(c, readConfigFile(file), file);
   c = mergeChecked(c, overrides, "command line");
-  return validateConfig(c);
+  return validateWithSource(c, validateConfig, file, overrides);
 }

@@ -135,7 +135,7 @@ export async function trainOnTasks(
           const mine = shardItems(items, rank, world);
           batches.push({ ...collate(mine, tok.padId), lossScale: shardShare(labelTokens(mine), labelTokens(items), world) });
         }
-      const res = await model.trainSteps(batches, pg ? { processGroup: pg } : {});
+      const res = await model.trainSteps(batches, pg ? { processGroup: pg, precision: cfg.precision } : { precision: cfg.precision });
       const done = res.losses.length;
       if (pg) {
         res.losses = await pg.allreduceMeanScalars(res.losses);

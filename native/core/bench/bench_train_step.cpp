@@ -1,7 +1,9 @@
 // Where a T5 training step spends its time: forward, backward, clipping and the optimizer, timed separately,
 // against the matmul throughput of this machine measured in the same run.
-//   bench_train_step [preset=small] [batch=8] [source=256] [target=64] [steps=3] [profile=0]
-// With profile=1 the step runs under the LibTorch autograd profiler and the top operators are printed.
+//   bench_train_step [preset=small] [batch=8] [source=256] [target=64] [steps=3] [profile=0] [optimizer=adafactor]
+//                    [precision=float32|bf16]
+// With profile=1 one more step runs under the LibTorch autograd profiler (chrome trace written to /tmp).
+// The caching CPU allocator is installed as in the addon (INSTILL_CPU_ALLOCATOR=system leaves it out).
 #include <torch/torch.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
@@ -9,6 +11,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/memory.h"
 #include "common/runtime.h"
 #include "t5/model.h"
 #include "train/optim.h"
@@ -26,8 +29,12 @@ int main(int argc, char** argv) {
   const int64_t B = argc > 2 ? std::stoll(argv[2]) : 8, S = argc > 3 ? std::stoll(argv[3]) : 256,
                 T = argc > 4 ? std::stoll(argv[4]) : 64, steps = argc > 5 ? std::stoll(argv[5]) : 3;
   const bool profile = argc > 6 && std::string(argv[6]) == "1";
+  const std::string optimizer = argc > 7 ? argv[7] : "adafactor";
+  const train::Precision precision = train::parse_precision(argc > 8 ? argv[8] : "float32", "precision");
+  CpuCache::install();
   auto mm = matmul_bench(1024, 1.0);
-  std::printf("matmul 1024: %.1f GFLOP/s, threads %d\n", mm.gflops, at::get_num_threads());
+  std::printf("matmul 1024: %.1f GFLOP/s, threads %d, allocator %s, optimizer %s, precision %s\n", mm.gflops,
+              at::get_num_threads(), CpuCache::name().c_str(), optimizer.c_str(), train::precision_name(precision).c_str());
   t5::T5Config cfg = t5::preset(preset, 32128);
   t5::T5ForConditionalGeneration model(cfg);
   model->init_weights(0);
@@ -35,7 +42,7 @@ int main(int argc, char** argv) {
   std::vector<std::pair<std::string, at::Tensor>> params;
   for (auto& kv : model->named_parameters(true)) params.emplace_back(kv.key(), kv.value());
   train::OptimConfig oc;
-  oc.name = "adafactor";
+  oc.name = optimizer;
   oc.schedule = "constant";
   train::Optimizer opt(params, oc);
   torch::manual_seed(0);
@@ -47,7 +54,11 @@ int main(int argc, char** argv) {
   double tf = 0, tb = 0, tc = 0, to = 0;
   for (int64_t s = 0; s <= steps; ++s) {  // step 0 = warm-up
     double t0 = now();
-    at::Tensor loss = loss_fn(b);
+    at::Tensor loss;
+    {
+      train::AutocastGuard ac(precision == train::Precision::kBFloat16, at::kCPU);
+      loss = loss_fn(b);
+    }
     double t1 = now();
     loss.backward();
     double t2 = now();

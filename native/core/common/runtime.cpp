@@ -1,5 +1,6 @@
 #include "common/runtime.h"
 
+#include <cpuid.h>
 #include <dlfcn.h>
 #include <link.h>
 
@@ -11,7 +12,9 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include "common/cpu.h"
 #include "common/errors.h"
+#include "common/memory.h"
 
 namespace instill {
 namespace {
@@ -89,10 +92,17 @@ namespace {
 std::atomic<int> g_threads{0};
 }
 
+static void set_blas_threads(int n) {
+  using set_fn = void (*)(int);
+  static auto f = reinterpret_cast<set_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (f) f(n);
+}
+
 void set_threads(int n) {
   if (n < 1 || n > 4096) throw RangeError("threads must be between 1 and 4096, got " + std::to_string(n));
   g_threads = n;
   at::set_num_threads(n);
+  set_blas_threads(n);
 }
 
 int get_threads() {
@@ -101,8 +111,30 @@ int get_threads() {
 }
 
 void apply_threads() {
+  static const bool cache = CpuCache::install();  // once per process
+  (void)cache;
   int n = g_threads.load();
   if (n > 0 && at::get_num_threads() != n) at::set_num_threads(n);
+}
+
+int blas_threads() {
+  using get_fn = int (*)();
+  static auto f = reinterpret_cast<get_fn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return f ? f() : 0;
+}
+
+bool cpu_has_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool amx_bf16 = (d >> 22) & 1u;
+  __cpuid_count(7, 1, a, b, c, d);
+  const bool avx512_bf16 = (a >> 5) & 1u;
+  return amx_bf16 || avx512_bf16;
+#else
+  return false;
+#endif
 }
 
 MatmulBenchResult matmul_bench(int64_t n, double min_seconds, const std::function<void(double)>& progress,

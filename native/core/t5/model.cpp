@@ -164,7 +164,10 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& kv_src,
     }
   }
   at::Tensor scores = at::matmul(qh, kh.transpose(-1, -2));  // [B, H, T, K]; T5: no 1/sqrt(d) scaling
-  if (bias.defined()) scores.add_(bias);
+  if (bias.defined()) {
+    if (bias.scalar_type() == scores.scalar_type()) scores.add_(bias);
+    else scores = scores.to(bias.scalar_type()) + bias;  // bf16 autocast: float32 bias and mask, float32 softmax
+  }
   at::Tensor w = low_precision(scores.scalar_type()) ? at::softmax(scores, -1, at::kFloat).to(scores.scalar_type())
                                                      : at::softmax(scores, -1);
   w = drop(w, dropout, is_training());
@@ -298,34 +301,40 @@ void T5ForConditionalGenerationImpl::check_adapters(const lora::AdapterBatch* a,
   }
 }
 
-EncoderOutput T5ForConditionalGenerationImpl::encode(const T5Inputs& in) {
-  const auto dev = device();
-  const auto dt = dtype();
-  at::Tensor ids = check_ids(in.input_ids, "input_ids", cfg_.vocab_size).to(dev);
+// ---------------------------------------------------------------- model: encode / decode with the token
+// embeddings already looked up (undefined: look them up here). forward() embeds encoder and decoder ids in one
+// lookup when training, so the `shared` weight gets one dense embedding gradient instead of two (each is a
+// zero-filled [vocab, d_model] tensor plus an add).
+namespace {
+
+EncoderOutput encode_embedded(T5ForConditionalGenerationImpl& m, const T5Inputs& in, const at::Tensor& ids,
+                              const at::Tensor& embedded) {
+  const auto dev = m.device();
+  const auto dt = m.dtype();
   const int64_t B = ids.size(0), S = ids.size(1);
-  check_adapters(in.adapters, B);
+  m.check_adapters(in.adapters, B);
   at::Tensor mask = to_bool_mask(in.attention_mask, B, S, "attention_mask", dev);
-  at::Tensor x = at::embedding(shared->weight, ids);
+  at::Tensor x = embedded.defined() ? embedded : at::embedding(m.shared->weight, ids);
   if (in.prefix_embeds.defined()) {
     const auto& p = in.prefix_embeds;
-    if (p.dim() != 3 || p.size(0) != B || p.size(2) != cfg_.d_model)
-      throw ArgumentError("prefix_embeds: expected [" + std::to_string(B) + ", P, " + std::to_string(cfg_.d_model) +
+    if (p.dim() != 3 || p.size(0) != B || p.size(2) != m.config().d_model)
+      throw ArgumentError("prefix_embeds: expected [" + std::to_string(B) + ", P, " + std::to_string(m.config().d_model) +
                           "], got " + c10::str(p.sizes()));
     at::Tensor pm = to_bool_mask(in.prefix_mask, B, p.size(1), "prefix_mask", dev);
     x = at::cat({p.to(dev, dt), x}, 1);
     mask = at::cat({pm, mask}, 1);
   }
-  x = drop(x, cfg_.dropout_rate, is_training());
+  x = drop(x, m.config().dropout_rate, m.is_training());
   const int64_t L = x.size(1);
-  at::Tensor bias = encoder->blocks[0]->self_attention->SelfAttention->compute_bias(L, L, 0) + additive_mask(mask, dt);
-  for (size_t i = 0; i < encoder->blocks.size(); ++i)
-    x = encoder->blocks[i]->forward(x, bias, at::Tensor(), at::Tensor(), in.adapters, nullptr, i);
-  x = drop(encoder->final_layer_norm->forward(x), cfg_.dropout_rate, is_training());
+  at::Tensor bias = m.encoder->blocks[0]->self_attention->SelfAttention->compute_bias(L, L, 0) + additive_mask(mask, dt);
+  for (size_t i = 0; i < m.encoder->blocks.size(); ++i)
+    x = m.encoder->blocks[i]->forward(x, bias, at::Tensor(), at::Tensor(), in.adapters, nullptr, i);
+  x = drop(m.encoder->final_layer_norm->forward(x), m.config().dropout_rate, m.is_training());
   if (in.extra_encoder_states.defined()) {
     const auto& e = in.extra_encoder_states;
-    if (e.dim() != 3 || e.size(0) != B || e.size(2) != cfg_.d_model)
+    if (e.dim() != 3 || e.size(0) != B || e.size(2) != m.config().d_model)
       throw ArgumentError("extra_encoder_states: expected [" + std::to_string(B) + ", E, " +
-                          std::to_string(cfg_.d_model) + "], got " + c10::str(e.sizes()));
+                          std::to_string(m.config().d_model) + "], got " + c10::str(e.sizes()));
     at::Tensor em = to_bool_mask(in.extra_encoder_mask, B, e.size(1), "extra_encoder_mask", dev);
     x = at::cat({x, e.to(dev, dt)}, 1);
     mask = at::cat({mask, em}, 1);
@@ -333,16 +342,15 @@ EncoderOutput T5ForConditionalGenerationImpl::encode(const T5Inputs& in) {
   return {x, mask};
 }
 
-at::Tensor T5ForConditionalGenerationImpl::decode_hidden(const at::Tensor& dec_ids, const EncoderOutput& enc,
-                                                         const lora::AdapterBatch* ad, DecoderCache* cache) {
-  const auto dt = dtype();
-  at::Tensor ids = check_ids(dec_ids, "decoder_input_ids", cfg_.vocab_size).to(device());
+at::Tensor decode_hidden_embedded(T5ForConditionalGenerationImpl& m, const at::Tensor& ids, const EncoderOutput& enc,
+                                  const lora::AdapterBatch* ad, DecoderCache* cache, const at::Tensor& embedded) {
+  const auto dt = m.dtype();
   const int64_t B = ids.size(0), T = ids.size(1);
   if (enc.hidden.size(0) != B)
     throw ArgumentError("decoder_input_ids: batch " + std::to_string(B) + " differs from the encoder batch " +
                         std::to_string(enc.hidden.size(0)));
-  check_adapters(ad, B);
-  const size_t n = decoder->blocks.size();
+  m.check_adapters(ad, B);
+  const size_t n = m.decoder->blocks.size();
   int64_t past = 0;
   if (cache) {
     if (cache->self_k.size() != n) {
@@ -355,19 +363,32 @@ at::Tensor T5ForConditionalGenerationImpl::decode_hidden(const at::Tensor& dec_i
     past = cache->length;
   }
   const int64_t K = past + T;
-  at::Tensor x = drop(at::embedding(shared->weight, ids), cfg_.dropout_rate, is_training());
-  at::Tensor self_bias = decoder->blocks[0]->self_attention->SelfAttention->compute_bias(T, K, past);
+  at::Tensor x = drop(embedded.defined() ? embedded : at::embedding(m.shared->weight, ids), m.config().dropout_rate,
+                      m.is_training());
+  at::Tensor self_bias = m.decoder->blocks[0]->self_attention->SelfAttention->compute_bias(T, K, past);
   if (T > 1) {  // causal: query past+i sees keys 0..past+i
-    auto lopt = at::TensorOptions().dtype(at::kLong).device(device());
+    auto lopt = at::TensorOptions().dtype(at::kLong).device(m.device());
     at::Tensor allowed = at::arange(0, K, lopt).unsqueeze(0).le(at::arange(past, K, lopt).unsqueeze(1));
     at::Tensor cm = at::zeros({T, K}, self_bias.options());
     cm.masked_fill_(allowed.logical_not(), lowest(dt));
     self_bias = self_bias + cm;
   }
   at::Tensor cross_bias = additive_mask(enc.mask, dt);
-  for (size_t i = 0; i < n; ++i) x = decoder->blocks[i]->forward(x, self_bias, enc.hidden, cross_bias, ad, cache, i);
+  for (size_t i = 0; i < n; ++i) x = m.decoder->blocks[i]->forward(x, self_bias, enc.hidden, cross_bias, ad, cache, i);
   if (cache) cache->length = K;
-  return drop(decoder->final_layer_norm->forward(x), cfg_.dropout_rate, is_training());
+  return drop(m.decoder->final_layer_norm->forward(x), m.config().dropout_rate, m.is_training());
+}
+
+}  // namespace
+
+EncoderOutput T5ForConditionalGenerationImpl::encode(const T5Inputs& in) {
+  return encode_embedded(*this, in, check_ids(in.input_ids, "input_ids", cfg_.vocab_size).to(device()), at::Tensor());
+}
+
+at::Tensor T5ForConditionalGenerationImpl::decode_hidden(const at::Tensor& dec_ids, const EncoderOutput& enc,
+                                                         const lora::AdapterBatch* ad, DecoderCache* cache) {
+  return decode_hidden_embedded(*this, check_ids(dec_ids, "decoder_input_ids", cfg_.vocab_size).to(device()), enc, ad,
+                                cache, at::Tensor());
 }
 
 at::Tensor T5ForConditionalGenerationImpl::lm_logits(const at::Tensor& h) {
@@ -396,9 +417,18 @@ T5Output T5ForConditionalGenerationImpl::forward(const T5Inputs& in) {
     if (in.labels.dim() != 2) throw ArgumentError("labels: expected a [B, T] tensor");
     dec = shift_right(in.labels.to(at::kLong), cfg_.decoder_start_token_id, cfg_.pad_token_id);
   }
-  EncoderOutput enc = encode(in);
+  at::Tensor enc_ids = check_ids(in.input_ids, "input_ids", cfg_.vocab_size).to(device());
+  at::Tensor dec_ids = check_ids(dec, "decoder_input_ids", cfg_.vocab_size).to(device());
+  at::Tensor enc_emb, dec_emb;
+  if (at::GradMode::is_enabled() && shared->weight.requires_grad()) {
+    // One lookup for both id tensors: one dense gradient for the shared embedding (see model.h).
+    at::Tensor both = at::embedding(shared->weight, at::cat({enc_ids.reshape({-1}), dec_ids.reshape({-1})}));
+    enc_emb = both.narrow(0, 0, enc_ids.numel()).view({enc_ids.size(0), enc_ids.size(1), -1});
+    dec_emb = both.narrow(0, enc_ids.numel(), dec_ids.numel()).view({dec_ids.size(0), dec_ids.size(1), -1});
+  }
+  EncoderOutput enc = encode_embedded(*this, in, enc_ids, enc_emb);
   T5Output out;
-  out.logits = decode(dec, enc, in.adapters, nullptr);
+  out.logits = lm_logits(decode_hidden_embedded(*this, dec_ids, enc, in.adapters, nullptr, dec_emb));
   if (in.labels.defined()) out.loss = loss_from_logits(out.logits, in.labels);
   out.encoder_hidden = enc.hidden;
   out.encoder_mask = enc.mask;

@@ -117,12 +117,38 @@ void Optimizer::adamw_update(size_t i, const at::Tensor& grad, double lr) {
   const double wd = decay_[i] ? config_.weight_decay : 0.0;
   at::Tensor& m = st["exp_avg"];
   at::Tensor& v = st["exp_avg_sq"];
-  p.mul_(1 - lr * wd);
-  m.mul_(b1).add_(grad, 1 - b1);
-  v.mul_(b2).addcmul_(grad, grad, 1 - b2);
   const double bc1 = 1 - std::pow(b1, t);
   const double bc2 = 1 - std::pow(b2, t);
   const double step_size = lr / bc1;
+  auto fusable = [&](const at::Tensor& x) {
+    return x.device().is_cpu() && x.scalar_type() == at::kFloat && x.is_contiguous() && x.numel() == p.numel();
+  };
+  if (fusable(p) && fusable(grad) && fusable(m) && fusable(v)) {
+    // float32 on CPU: the same formula as below in one pass over p, g, m, v (torch.optim.AdamW without foreach
+    // makes eight passes and two temporaries; on a 60M-parameter T5 that was ~15% of a training step).
+    float* pp = p.data_ptr<float>();
+    const float* gp = grad.data_ptr<float>();
+    float* mp = m.data_ptr<float>();
+    float* vp = v.data_ptr<float>();
+    const float decay = static_cast<float>(1 - lr * wd), fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2);
+    const float a1 = static_cast<float>(1 - b1), a2 = static_cast<float>(1 - b2);
+    const float sbc2 = static_cast<float>(std::sqrt(bc2)), eps = static_cast<float>(config_.eps);
+    const float ss = static_cast<float>(step_size);
+    at::parallel_for(0, p.numel(), 1 << 14, [&](int64_t lo, int64_t hi) {
+      for (int64_t j = lo; j < hi; ++j) {
+        const float gj = gp[j];
+        const float mj = mp[j] * fb1 + gj * a1;
+        const float vj = vp[j] * fb2 + gj * gj * a2;
+        mp[j] = mj;
+        vp[j] = vj;
+        pp[j] = pp[j] * decay - ss * (mj / (std::sqrt(vj) / sbc2 + eps));
+      }
+    });
+    return;
+  }
+  p.mul_(1 - lr * wd);
+  m.mul_(b1).add_(grad, 1 - b1);
+  v.mul_(b2).addcmul_(grad, grad, 1 - b2);
   at::Tensor denom = (v.sqrt() / std::sqrt(bc2)).add_(config_.eps);
   p.addcdiv_(m, denom, -step_size);
 }

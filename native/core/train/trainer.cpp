@@ -19,25 +19,59 @@ int64_t count_label_tokens(const at::Tensor& labels) {
   return labels.ne(-100).sum().item<int64_t>();
 }
 
-AutocastGuard::AutocastGuard(bool on) : on_(on) {
+Precision parse_precision(const std::string& s, const std::string& arg) {
+  if (s == "auto") return Precision::kAuto;
+  if (s == "float32" || s == "fp32") return Precision::kFloat32;
+  if (s == "bf16" || s == "bfloat16") return Precision::kBFloat16;
+  throw ArgumentError(arg + ": expected 'auto', 'float32' or 'bf16', got '" + s + "'");
+}
+
+std::string precision_name(Precision p) {
+  switch (p) {
+    case Precision::kFloat32: return "float32";
+    case Precision::kBFloat16: return "bf16";
+    default: return "auto";
+  }
+}
+
+AutocastGuard::AutocastGuard(bool on, at::DeviceType device) : on_(on), cpu_(device == at::kCPU) {
   if (!on_) return;
-  prev_enabled_ = at::autocast::is_enabled();
-  prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
-  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-  at::autocast::set_enabled(true);
+  if (cpu_) {
+    prev_enabled_ = at::autocast::is_cpu_enabled();
+    prev_dtype_ = at::autocast::get_autocast_cpu_dtype();
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  } else {
+    prev_enabled_ = at::autocast::is_enabled();
+    prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+  }
   at::autocast::increment_nesting();
 }
 
 AutocastGuard::~AutocastGuard() {
   if (!on_) return;
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  at::autocast::set_enabled(prev_enabled_);
-  at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+  if (cpu_) {
+    at::autocast::set_cpu_enabled(prev_enabled_);
+    at::autocast::set_autocast_cpu_dtype(prev_dtype_);
+  } else {
+    at::autocast::set_enabled(prev_enabled_);
+    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+  }
 }
 
 TrainStepsResult train_steps(const LossFn& loss_fn, Optimizer& optimizer, const std::vector<Batch>& batches,
                              const std::function<void(const StepProgress&)>& progress, const std::atomic<bool>* cancel,
                              bool autocast_cuda, const GradSync* grad_sync) {
+  return train_steps(loss_fn, optimizer, batches, progress, cancel,
+                     autocast_cuda ? Precision::kAuto : Precision::kFloat32, grad_sync);
+}
+
+TrainStepsResult train_steps(const LossFn& loss_fn, Optimizer& optimizer, const std::vector<Batch>& batches,
+                             const std::function<void(const StepProgress&)>& progress, const std::atomic<bool>* cancel,
+                             Precision precision, const GradSync* grad_sync) {
   const int64_t accum = optimizer.config().grad_accumulation;
   const int64_t n = static_cast<int64_t>(batches.size());
   if (n == 0) throw ArgumentError("batches: empty");
@@ -49,6 +83,8 @@ TrainStepsResult train_steps(const LossFn& loss_fn, Optimizer& optimizer, const 
   const int64_t steps = n / accum;
   bool on_cuda = false;
   for (const auto& np : optimizer.params()) on_cuda = on_cuda || np.second.is_cuda();
+  const bool autocast = precision == Precision::kBFloat16 || (precision == Precision::kAuto && on_cuda);
+  const at::DeviceType autocast_device = on_cuda ? at::kCUDA : at::kCPU;
   torch::AutoGradMode grad_mode(true);
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
@@ -65,7 +101,7 @@ TrainStepsResult train_steps(const LossFn& loss_fn, Optimizer& optimizer, const 
       const Batch& b = batches[static_cast<size_t>(s * accum + k)];
       at::Tensor loss;
       {
-        AutocastGuard ac(autocast_cuda && on_cuda);
+        AutocastGuard ac(autocast, autocast_device);
         loss = loss_fn(b);
       }
       if (!loss.defined() || loss.numel() != 1) throw ArgumentError("train_steps: the loss must be a scalar");

@@ -66,25 +66,42 @@ struct TrainStepsResult {
 // Labelled tokens in a labels tensor (entries != -100).
 int64_t count_label_tokens(const at::Tensor& labels);
 
+// Numeric precision of the training forward:
+//   kAuto      bf16 autocast when the parameters live on CUDA, none on CPU (the default);
+//   kFloat32   no autocast: the parameters' dtype throughout;
+//   kBFloat16  bf16 autocast on the parameters' device, CPU included: matmuls (linear, matmul, bmm) run in
+//              bfloat16, norms, softmax and the loss in float32; master weights, gradients and optimizer state
+//              stay in the parameters' dtype (float32). On a CPU without bf16 instructions (runtime.h
+//              cpu_has_bf16) it is correct but several times slower than float32.
+enum class Precision { kAuto, kFloat32, kBFloat16 };
+// "auto" | "float32" ("fp32") | "bf16" ("bfloat16"); ArgumentError naming `arg` otherwise.
+Precision parse_precision(const std::string& s, const std::string& arg = "precision");
+std::string precision_name(Precision p);
+
 // Runs batches.size() / grad_accumulation optimizer steps (batches.size() must be a positive multiple of
 // grad_accumulation: ArgumentError otherwise). Checks `cancel` before each step; when set, stops and returns
-// the steps done so far with cancelled = true. Grad mode is enabled inside. On CUDA parameters the forward runs
-// under bf16 autocast (`autocast_cuda`), on CPU in the parameters' dtype.
+// the steps done so far with cancelled = true. Grad mode is enabled inside. The forward runs under `precision`.
+TrainStepsResult train_steps(const LossFn& loss_fn, Optimizer& optimizer, const std::vector<Batch>& batches,
+                             const std::function<void(const StepProgress&)>& progress, const std::atomic<bool>* cancel,
+                             Precision precision, const GradSync* grad_sync = nullptr);
+// The same with autocast_cuda = true meaning Precision::kAuto and false meaning Precision::kFloat32.
 TrainStepsResult train_steps(const LossFn& loss_fn, Optimizer& optimizer, const std::vector<Batch>& batches,
                              const std::function<void(const StepProgress&)>& progress = nullptr,
                              const std::atomic<bool>* cancel = nullptr, bool autocast_cuda = true,
                              const GradSync* grad_sync = nullptr);
 
-// RAII: enables CUDA bf16 autocast when `on` (and restores the previous state); does nothing when off.
+// RAII: enables bf16 autocast for `device` (CUDA or CPU) when `on` and restores the previous state; does nothing
+// when off.
 class AutocastGuard {
  public:
-  explicit AutocastGuard(bool on);
+  explicit AutocastGuard(bool on, at::DeviceType device = at::kCUDA);
   ~AutocastGuard();
   AutocastGuard(const AutocastGuard&) = delete;
   AutocastGuard& operator=(const AutocastGuard&) = delete;
 
  private:
   bool on_ = false;
+  bool cpu_ = false;
   bool prev_enabled_ = false;
   at::ScalarType prev_dtype_ = at::kHalf;
 };
