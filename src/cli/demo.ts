@@ -1,23 +1,25 @@
 import type { Command } from "commander";
-import { demoTable, runDemo } from "../demo/demo.js";
+import { DEMO_METHODS, demoTable, runDemo } from "../demo/demo.js";
+import { int } from "./parse.js";
 
 export function registerDemo(program: Command): void {
   program
     .command("demo")
-    .description("the main job on the embedded default: synth suite, tiny model, train with/without instructions, evaluate on unseen tasks, report")
-    .option("--out <dir>", "output folder", "runs/demo")
-    .option("--quick", "a smaller version (under a minute) for smoke tests")
-    .option("--seed <n>", "random seed", "42")
-    .option("--methods <list>", "comma-separated rows to run (default: all)")
-    .option("--json", "print the results as one JSON object")
-    .option("-q, --quiet", "no progress bars")
-    .action(async (f: { out: string; quick?: boolean; seed: string; methods?: string; json?: boolean; quiet?: boolean }) => {
-      const seed = Number(f.seed);
-      if (!Number.isInteger(seed)) throw new TypeError(`--seed: expected an integer, got '${f.seed}'`);
+    .description("the main job: suite v2, one shared base per seed, every method trained from it, evaluated on the unseen tasks (3 splits), mean ± std over seeds, paired bootstrap intervals, report")
+    .option("--out <dir>", "output folder (the base is cached in <out>/base-cache)", "runs/demo")
+    .option("--quick", "a smaller version (about 2 minutes, one seed unless --seeds) for smoke tests")
+    .option("--seed <n>", "first seed (seeds are n, n+1, ...)", int("--seed"), 42)
+    .option("--seeds <n>", "number of seeds (default 3; 1 with --quick)", int("--seeds"))
+    .option("--methods <list>", `comma-separated rows to run (default: all of ${DEMO_METHODS.join(", ")})`)
+    .option("--json", "print every number (per seed too) as one JSON object on one line")
+    .option("-q, --quiet", "no progress bar")
+    .action(async (f: { out: string; quick?: boolean; seed: number; seeds?: number; methods?: string; json?: boolean; quiet?: boolean }) => {
+      if (f.seeds !== undefined && f.seeds < 1) throw new RangeError(`--seeds: expected a positive integer, got ${f.seeds}`);
       const r = await runDemo({
         out: f.out,
         quick: f.quick,
-        seed,
+        seed: f.seed,
+        seeds: f.seeds,
         quiet: f.quiet || f.json,
         methods: f.methods?.split(",").map((s) => s.trim()).filter(Boolean),
       });
@@ -25,6 +27,9 @@ export function registerDemo(program: Command): void {
         process.stdout.write(JSON.stringify(r) + "\n");
         return;
       }
-      process.stdout.write(`\n${demoTable(r)}\n\nunseen test tasks: ${r.data.testTasks} (${r.data.testExamples} examples); ${r.seconds} s\nreport: ${r.report.markdown}, ${r.report.html}\n`);
+      process.stdout.write(
+        `\n${demoTable(r)}\n\nsuite v2: ${r.data.testTasks} unseen tasks (${Object.entries(r.data.testBySplit).map(([k, v]) => `${v} ${k}`).join(", ")}), ` +
+          `${r.data.testExamples} examples per seed; seeds ${r.seeds.join(", ")}; ${r.seconds} s\nreport: ${r.report.markdown}, ${r.report.html}\n`,
+      );
     });
 }

@@ -34,3 +34,24 @@ export {
 } from "./suite.js";
 export type { Suite, SuiteTask, Primitive, SynthesizeOptions, WrittenSuite } from "./suite.js";
 export { makeRng, shuffleInPlace } from "./random.js";
+export {
+  synthesizeSuiteV2,
+  writeSuiteV2,
+  suiteV2Vocabulary,
+  suiteV2TaskToSniJson,
+  suiteV2Specs,
+  suiteV2Groups,
+  runV2Steps,
+  sharedInput,
+  family,
+  phraseText,
+  sentinelToken,
+  FAMILIES,
+  V2_WORDS,
+  V2_LETTERS,
+  V2_HELD_OUT,
+  V2_SEEN_PHRASES,
+  V2_SENTINELS,
+  V2_TEST_GROUPS,
+} from "./suite-v2.js";
+export type { SuiteV2, SuiteV2Task, Family, Step, Args, V2Group, SynthesizeV2Options, WrittenSuiteV2 } from "./suite-v2.js";

@@ -488,16 +488,19 @@ export function suiteVocabulary(suite: Suite): string[] {
  * tokenizer.json in the HF tokenizers format: WordLevel model, Whitespace pre-tokenizer, T5's special ids
  * (<pad>=0, </s>=1, <unk>=2) and a TemplateProcessing post-processor that appends </s> like T5's tokenizer.
  */
-export function suiteTokenizerJson(vocab: string[]): Record<string, unknown> {
+export function suiteTokenizerJson(vocab: string[], opts: { extraSpecial?: string[] } = {}): Record<string, unknown> {
   const v: Record<string, number> = {};
   vocab.forEach((t, i) => (v[t] = i));
   const eos = { id: "</s>", ids: [1], tokens: ["</s>"] };
+  // Extra special tokens (suite v2's sentinels <extra_id_N>) are added tokens, matched before pre-tokenization.
+  const specials = [...SPECIAL_TOKENS, ...(opts.extraSpecial ?? [])];
+  for (const s of specials) if (v[s] === undefined) throw new Error(`suiteTokenizerJson: special token ${s} is not in the vocabulary`);
   return {
     version: "1.0",
     truncation: null,
     padding: null,
-    added_tokens: SPECIAL_TOKENS.map((content, id) => ({
-      id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+    added_tokens: specials.map((content) => ({
+      id: v[content], content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
     })),
     normalizer: null,
     pre_tokenizer: { type: "Whitespace" },

@@ -1,50 +1,44 @@
-// instill demo: the main job on the embedded default. Generates the instruction suite, creates a tiny
-// random-initialized T5, trains it with and without instructions, evaluates on the unseen test tasks,
-// prints the table and writes the report. Methods add their rows through DEMO_METHODS.
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+// instill demo: the main job, run as an experiment on suite v2 (tasks whose instructions carry arguments).
+// For each seed: generate the suite (instances depend on the seed, tasks and split do not), create a tiny
+// random-initialized T5, train the shared base once (span corruption on the training tasks' texts: the stand-in
+// for a pretrained LM, cached by content hash), then train every row from that base with the same number of
+// steps, evaluate every row on the same unseen tasks with the same greedy decoding, and keep each example's
+// scores. Across seeds: mean ± std per split (arguments / compositions / wordings / total) and paired
+// differences with 95% bootstrap intervals over (seed, example) for each method against its baseline.
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { loadSplitTasks, writeSuite } from "../data/index.js";
+import { loadSplitTasks, sentinelToken, synthesizeSuiteV2, suiteV2Groups, V2_SENTINELS, writeSuiteV2 } from "../data/index.js";
+import type { V2Group } from "../data/suite-v2.js";
 import type { EncodingOptions, SniTask } from "../data/types.js";
-import { evaluateTasks, rougeLPerCategory, writeEvalFiles } from "../eval/evaluate.js";
+import { evaluateTasks, writeEvalFiles, type EvalResult } from "../eval/evaluate.js";
 import { T5Model } from "../model/model.js";
 import { installTokenizer, loadTokenizer } from "../model/tokenizer.js";
 import type { T5ConfigJson } from "../model/types.js";
-import { writeReport, markdownTable, type ReportRow } from "../report/report.js";
+import { writeReport } from "../report/report.js";
+import { selectTrain } from "../select/train.js";
+import { buildExamples, tokenizeExamples, type TokenizerLike } from "../train/batches.js";
 import { defaultConfig, type RunConfig } from "../train/config.js";
 import { trainOnTasks } from "../train/trainer.js";
-import { selectTrain } from "../select/train.js";
-import { tagiDemoRow } from "../tagi/demo.js";
+import { writeFileAtomic } from "../util/fs.js";
 import { dioDemoRow } from "../dio/demo.js";
+import { tagiDemoRow } from "../tagi/demo.js";
+import { pretrainingTexts, trainBase, type BaseResult } from "./base.js";
+import { RunProgress, stepReporter } from "./progress.js";
+import { demoMarkdown, summarize, type DemoSummary, type SeedRun } from "./summary.js";
 
 export interface DemoOptions {
   out: string;
   quick?: boolean;
+  /** The first seed (default 42); seeds are seed, seed + 1, ... */
   seed?: number;
+  /** How many seeds (default 3; 1 with --quick). */
+  seeds?: number;
   quiet?: boolean;
   /** Row names to run (default: all). */
   methods?: string[];
 }
 
-export interface DemoRow extends ReportRow {
-  method: string;
-  rougeL: number;
-  exact_match: number;
-  rouge1: number;
-  train_steps: number;
-  train_seconds: number;
-  final_loss: number;
-}
-
-export interface DemoResult {
-  rows: DemoRow[];
-  quick: boolean;
-  seed: number;
-  model: { config: T5ConfigJson; parameters: number };
-  data: { dir: string; trainTasks: number; testTasks: number; trainExamples: number; testExamples: number };
-  report: { markdown: string; html: string; pngs: string[] };
-  seconds: number;
-}
-
+/** The tiny T5 of the demos (also the TAGI ablation's). */
 export function demoModelConfig(vocabSize: number): T5ConfigJson {
   return {
     d_model: 128,
@@ -67,18 +61,25 @@ export function demoModelConfig(vocabSize: number): T5ConfigJson {
   };
 }
 
-interface Budget {
+export interface DemoBudget {
+  /** Span-corruption steps of the shared base. */
+  baseSteps: number;
+  /** Steps of every row from the base. */
   steps: number;
   batchSize: number;
   lr: number;
   maxTrainInstances: number;
   maxEvalInstances: number;
+  /** INSTA: targets (one per test split, in split order, cycling), tasks selected per target, steps per run. */
+  instaTargets: number;
+  instaK: number;
+  instaSteps: number;
 }
 
-function budget(quick: boolean): Budget {
+export function demoBudget(quick: boolean): DemoBudget {
   return quick
-    ? { steps: 60, batchSize: 16, lr: 3e-3, maxTrainInstances: 20, maxEvalInstances: 10 }
-    : { steps: 400, batchSize: 32, lr: 2e-3, maxTrainInstances: 100, maxEvalInstances: 30 };
+    ? { baseSteps: 100, steps: 150, batchSize: 32, lr: 3e-3, maxTrainInstances: 20, maxEvalInstances: 8, instaTargets: 1, instaK: 5, instaSteps: 50 }
+    : { baseSteps: 200, steps: 300, batchSize: 32, lr: 2e-3, maxTrainInstances: 30, maxEvalInstances: 10, instaTargets: 3, instaK: 5, instaSteps: 120 };
 }
 
 export const BASELINE_ENCODINGS: Record<string, Partial<EncodingOptions>> = {
@@ -88,89 +89,129 @@ export const BASELINE_ENCODINGS: Record<string, Partial<EncodingOptions>> = {
 };
 
 export interface DemoContext {
+  /** This seed's folder. */
   out: string;
+  /** The shared base every row starts from. */
   modelDir: string;
   dataDir: string;
   train: SniTask[];
   test: SniTask[];
-  budget: Budget;
+  budget: DemoBudget;
   seed: number;
-  quiet: boolean;
   quick: boolean;
   baseConfig: RunConfig;
+  evalOptions: { batchSize: number; maxNewTokens: number; numBeams: number };
+  progress: RunProgress;
 }
 
-/** Trains the tiny model with one prompt encoding on the training tasks and evaluates on the test tasks. */
-async function baselineRow(ctx: DemoContext, method: string): Promise<{ row: DemoRow; curve: { step: number; loss: number }[]; perCategory: Record<string, number> }> {
+/** What one row gives for one seed. */
+export interface RowRun {
+  method: string;
+  eval: Pick<EvalResult, "predictions">;
+  train_steps: number;
+  train_seconds: number;
+  final_loss: number;
+  curve: number[];
+  /** The encoder input at inference (for the tokens read per example). */
+  encoding: EncodingOptions;
+  /** Soft tokens prepended per example (DIO). */
+  softTokens?: number;
+  /** Instruction tokens read once per task by a hypernetwork (TAGI). */
+  instructionTokensPerTask?: number;
+  /** The tasks this row was evaluated on, when not all test tasks (INSTA rows). */
+  targets?: string[];
+}
+
+/** Work units per training step of each row (about one baseline step of the demo's batch), for the progress bar. */
+const UNITS: Record<string, number> = { base: 0.6, "no-instruction": 0.9, definition: 1, "definition+2pos": 1.6, dio: 1.6, "dio-fixed": 1.05, tagi: 1.3, insta: 1 };
+const EVAL_UNITS_PER_EXAMPLE = 0.05;
+
+async function baselineRow(ctx: DemoContext, method: string): Promise<RowRun> {
   const enc: EncodingOptions = { ...ctx.baseConfig.encoding, ...BASELINE_ENCODINGS[method] };
   const cfg: RunConfig = { ...ctx.baseConfig, encoding: enc, out: join(ctx.out, "runs", method) };
   const tok = loadTokenizer(ctx.modelDir);
-  const tr = await trainOnTasks(cfg, ctx.train, tok, { label: method });
+  const tick = stepReporter(ctx.progress, UNITS[method]);
+  const tr = await trainOnTasks(cfg, ctx.train, tok, { label: method, hooks: { afterCall: (s) => void tick(s) } });
   const model = await T5Model.load(tr.modelDir!, { seed: ctx.seed });
   try {
-    const ev = await evaluateTasks(model, tok, ctx.test, {
-      encoding: enc,
-      maxTargetLength: cfg.maxTargetLength,
-      batchSize: cfg.eval.batchSize,
-      maxNewTokens: cfg.eval.maxNewTokens,
-      numBeams: 1,
-      seed: ctx.seed,
-      quiet: ctx.quiet,
-    });
+    const ev = await evaluateTasks(model, tok, ctx.test, { ...ctx.evalOptions, encoding: enc, maxTargetLength: cfg.maxTargetLength, seed: ctx.seed, quiet: true });
     writeEvalFiles(join(cfg.out, "eval"), ev);
-    const perCategory = rougeLPerCategory(ev.metrics, ctx.test);
-    return {
-      row: {
-        method,
-        rougeL: ev.metrics.rougeL,
-        exact_match: ev.metrics.exact_match,
-        rouge1: ev.metrics.rouge1,
-        train_steps: tr.steps,
-        train_seconds: Math.round(tr.seconds * 10) / 10,
-        final_loss: Math.round(tr.losses[tr.losses.length - 1] * 10000) / 10000,
-      },
-      curve: tr.losses.map((loss, i) => ({ step: i + 1, loss })),
-      perCategory,
-    };
+    return { method, eval: ev, train_steps: tr.steps, train_seconds: tr.seconds, final_loss: tr.losses[tr.losses.length - 1], curve: tr.losses, encoding: enc };
   } finally {
     model.dispose();
   }
 }
 
-export interface GroupResult {
-  rows: DemoRow[];
-  curves?: Record<string, { step: number; loss: number }[]>;
-  perCategory?: Record<string, Record<string, number>>;
+/** INSTA targets: one unseen task per test split in turn (the first of each split, then the second, ...). */
+export function instaTargets(test: SniTask[], groups: Map<string, V2Group>, n: number): SniTask[] {
+  const bySplit = (["arguments", "compositions", "wordings"] as const).map((g) => test.filter((t) => groups.get(t.name) === g));
+  const out: SniTask[] = [];
+  for (let i = 0; out.length < n && i < test.length; i++) for (const xs of bySplit) if (out.length < n && xs[i]) out.push(xs[i]);
+  return out;
 }
 
-/** The demo's rows, in groups that share work; a method adds its row by adding a group here. */
-export const DEMO_GROUPS: { methods: string[]; run: (ctx: DemoContext, methods: string[]) => Promise<GroupResult> }[] = [
+/**
+ * INSTA (instill select-train) from the base: for each target, k training tasks selected by instruction similarity
+ * (INSTA's default embedder), k at random, and all training tasks, each trained `instaSteps` steps with the definition
+ * encoding and evaluated on the target.
+ */
+async function instaRows(ctx: DemoContext, targets: SniTask[]): Promise<RowRun[]> {
+  const tok = loadTokenizer(ctx.modelDir);
+  const steps = ctx.budget.instaSteps;
+  const cfg: RunConfig = {
+    ...ctx.baseConfig,
+    steps,
+    out: join(ctx.out, "runs", "insta"),
+    optimizer: { ...ctx.baseConfig.optimizer, totalSteps: steps, warmupSteps: Math.round(steps * 0.05) },
+  };
+  const r = await selectTrain({
+    cfg,
+    tok,
+    train: ctx.train,
+    targets,
+    k: ctx.budget.instaK,
+    quiet: true,
+    keepPredictions: true,
+    hooks: () => {
+      const tick = stepReporter(ctx.progress, UNITS.insta);
+      return { afterCall: (s) => void tick(s) };
+    },
+  });
+  const row = (method: string, key: "insta" | "random" | "all"): RowRun => ({
+    method,
+    eval: { predictions: r.targets.flatMap((t) => t.predictions![key]) },
+    train_steps: steps,
+    train_seconds: NaN,
+    final_loss: NaN,
+    curve: [],
+    encoding: cfg.encoding,
+    targets: targets.map((t) => t.name),
+  });
+  return [row("insta", "insta"), row("random-k", "random"), row("all-tasks", "all")];
+}
+
+/** The demo's rows, in groups that share work. */
+export const DEMO_GROUPS: { methods: string[]; run: (ctx: DemoContext, methods: string[], targets: SniTask[]) => Promise<RowRun[]> }[] = [
   {
     methods: Object.keys(BASELINE_ENCODINGS),
     run: async (ctx, methods) => {
-      const out: GroupResult = { rows: [], curves: {}, perCategory: {} };
+      const out: RowRun[] = [];
       for (const m of methods) {
-        const r = await baselineRow(ctx, m);
-        out.rows.push(r.row);
-        out.curves![m] = r.curve;
-        out.perCategory![m] = r.perCategory;
+        ctx.progress.stage(`seed ${ctx.seed}: ${m}`);
+        out.push(await baselineRow(ctx, m));
+        ctx.progress.advance(ctx.test.reduce((a, t) => a + t.instances.length, 0) * EVAL_UNITS_PER_EXAMPLE);
       }
       return out;
     },
   },
   {
-    methods: ["insta", "random-k", "all-tasks"],
-    run: async (ctx) => instaRows(ctx),
-  },
-  {
     methods: ["dio", "dio-fixed"],
     run: async (ctx, methods) => {
-      const out: GroupResult = { rows: [], curves: {}, perCategory: {} };
+      const out: RowRun[] = [];
       for (const m of methods) {
-        const r = await dioDemoRow(ctx, { fixed: m === "dio-fixed" });
-        out.rows.push(r.row as DemoRow);
-        out.curves![m] = r.curve;
-        out.perCategory![m] = r.perCategory;
+        ctx.progress.stage(`seed ${ctx.seed}: ${m}`);
+        out.push(await dioDemoRow(ctx, { fixed: m === "dio-fixed", onStep: stepReporter(ctx.progress, UNITS[m]) }));
+        ctx.progress.advance(ctx.test.reduce((a, t) => a + t.instances.length, 0) * EVAL_UNITS_PER_EXAMPLE);
       }
       return out;
     },
@@ -178,121 +219,207 @@ export const DEMO_GROUPS: { methods: string[]; run: (ctx: DemoContext, methods: 
   {
     methods: ["tagi"],
     run: async (ctx) => {
-      const r = await tagiDemoRow({ out: ctx.out, modelDir: ctx.modelDir, train: ctx.train, test: ctx.test, seed: ctx.seed, quiet: ctx.quiet, quick: ctx.quick, budget: ctx.budget });
-      return { rows: [r.row], curves: { tagi: r.curve } };
+      ctx.progress.stage(`seed ${ctx.seed}: tagi`);
+      const r = await tagiDemoRow(ctx, { onStep: stepReporter(ctx.progress, UNITS.tagi) });
+      ctx.progress.advance(ctx.test.reduce((a, t) => a + t.instances.length, 0) * EVAL_UNITS_PER_EXAMPLE);
+      return [r];
+    },
+  },
+  {
+    methods: ["insta", "random-k", "all-tasks"],
+    run: async (ctx, _methods, targets) => {
+      ctx.progress.stage(`seed ${ctx.seed}: insta / random-k / all-tasks`);
+      return instaRows(ctx, targets);
     },
   },
 ];
 
-/**
- * INSTA on the demo: for a few unseen target tasks, train on the k training tasks whose definitions are most
- * similar to the target's (lexical embedder), on k random tasks, and on all tasks, with the same step budget;
- * the rows are means over the targets.
- */
-async function instaRows(ctx: DemoContext): Promise<GroupResult> {
-  const tok = loadTokenizer(ctx.modelDir);
-  const nTargets = ctx.quick ? 1 : 2;
-  const targets = ctx.test.filter((t) => !/reworded|wording/i.test(t.name)).slice(0, nTargets);
-  const steps = Math.max(10, Math.floor(ctx.budget.steps / 2));
-  const cfg: RunConfig = {
-    ...ctx.baseConfig,
-    steps,
-    out: join(ctx.out, "runs", "insta"),
-    optimizer: { ...ctx.baseConfig.optimizer, totalSteps: steps, warmupSteps: Math.round(steps * 0.05) },
-  };
-  const r = await selectTrain({ cfg, tok, train: ctx.train, targets: targets.length ? targets : ctx.test.slice(0, nTargets), k: 5, quiet: ctx.quiet });
-  const row = (method: string, k: "insta" | "random" | "all"): DemoRow => ({
-    method,
-    rougeL: r.mean[k].rougeL,
-    exact_match: r.mean[k].exact_match,
-    rouge1: NaN,
-    train_steps: steps,
-    train_seconds: NaN,
-    final_loss: NaN,
-    targets: r.targets.length,
-  });
-  return { rows: [row("insta", "insta"), row("random-k", "random"), row("all-tasks", "all")] };
+export const DEMO_METHODS = DEMO_GROUPS.flatMap((g) => g.methods);
+
+/** Planned work units of one seed (for the bar's total and ETA). */
+function plannedUnits(b: DemoBudget, methods: string[], testExamples: number): number {
+  let u = b.baseSteps * UNITS.base;
+  for (const m of methods) {
+    if (m === "insta") u += (2 * b.instaTargets + 1) * b.instaSteps * UNITS.insta;
+    else if (m === "random-k" || m === "all-tasks") continue;
+    else u += b.steps * UNITS[m] + testExamples * EVAL_UNITS_PER_EXAMPLE;
+  }
+  return u;
+}
+
+/** Mean encoder input tokens per example under an encoding (EOS included), on the given tasks. */
+export function tokensPerExample(tasks: SniTask[], enc: EncodingOptions, tok: TokenizerLike, maxTargetLength: number, seed: number): number {
+  const exs = tokenizeExamples(buildExamples(tasks, enc, (t) => tok.countTokens(t), { seed, training: false }), tok, enc.maxSourceLength, maxTargetLength);
+  return exs.reduce((a, e) => a + e.src.length, 0) / Math.max(1, exs.length);
+}
+
+export interface DemoResult extends DemoSummary {
+  quick: boolean;
+  seeds: number[];
+  budget: DemoBudget;
+  model: { config: T5ConfigJson; parameters: number };
+  data: { suite: string; trainTasks: number; testTasks: number; testBySplit: Record<string, number>; trainExamples: number; testExamples: number; instaTargets: string[] };
+  base: { seed: number; hash: string; cached: boolean; steps: number; seconds: number; finalLoss: number }[];
+  report: { markdown: string; html: string; pngs: string[] };
+  seconds: number;
 }
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const t0 = Date.now();
   const quick = o.quick ?? false;
-  const seed = o.seed ?? 42;
-  const b = budget(quick);
+  const first = o.seed ?? 42;
+  const nSeeds = o.seeds ?? (quick ? 1 : 3);
+  if (!Number.isInteger(nSeeds) || nSeeds < 1) throw new RangeError(`--seeds: expected a positive integer, got ${nSeeds}`);
+  const seeds = Array.from({ length: nSeeds }, (_, i) => first + i);
+  const b = demoBudget(quick);
+  const wanted = o.methods ?? DEMO_METHODS;
+  for (const m of wanted) if (!DEMO_METHODS.includes(m)) throw new TypeError(`--methods: unknown method '${m}' (known: ${DEMO_METHODS.join(", ")})`);
+  // INSTA rows come together (one select-train run gives all three).
+  const methods = DEMO_METHODS.filter((m) => wanted.includes(m) || (["insta", "random-k", "all-tasks"].includes(m) && ["insta", "random-k", "all-tasks"].some((x) => wanted.includes(x))));
   const out = o.out;
-  const dataDir = join(out, "data");
-  const modelDir = join(out, "model-init");
-  if (existsSync(out)) rmSync(join(out, "runs"), { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
 
-  const suite = writeSuite(dataDir, seed);
-  installTokenizer(dataDir, modelDir);
-  const tok = loadTokenizer(modelDir);
-  const config = demoModelConfig(tok.vocabSize);
-  const init = await T5Model.init(config, { seed });
-  await init.save(modelDir);
-  const parameters = init.parameterCount().total;
-  init.dispose();
+  const structure = synthesizeSuiteV2({ seed: first, instancesPerTask: 1 });
+  const groups = suiteV2Groups(structure);
+  const testPerTask = b.maxEvalInstances;
+  const nTest = structure.test.length;
+  const progress = new RunProgress(nSeeds * plannedUnits(b, methods, nTest * testPerTask), o.quiet ?? false);
 
-  const split = loadSplitTasks({ dataDir, maxTrainInstances: b.maxTrainInstances, maxEvalInstances: b.maxEvalInstances, seed });
-  const base = defaultConfig();
-  const baseConfig: RunConfig = {
-    ...base,
-    model: modelDir,
-    data: dataDir,
-    seed,
-    steps: b.steps,
-    batchSize: b.batchSize,
-    stepsPerCall: quick ? 10 : 25,
-    checkpointEvery: 100000,
-    keepCheckpoints: 1,
-    logEvery: 5,
-    quiet: o.quiet ?? false,
-    maxTargetLength: 32,
-    encoding: { ...base.encoding, maxSourceLength: 256 },
-    optimizer: { ...base.optimizer, lr: b.lr, warmupSteps: Math.round(b.steps * 0.05), totalSteps: b.steps },
-    eval: { batchSize: 64, maxNewTokens: 24, numBeams: 1 },
-  };
-  const ctx: DemoContext = { out, modelDir, dataDir, train: split.train, test: split.test, budget: b, seed, quiet: o.quiet ?? false, quick, baseConfig };
+  const runs: SeedRun[] = [];
+  const bases: DemoResult["base"] = [];
+  let config: T5ConfigJson | undefined;
+  let parameters = 0;
+  let dataFacts: DemoResult["data"] | undefined;
+  try {
+    for (const seed of seeds) {
+      const seedDir = join(out, `seed-${seed}`);
+      rmSync(join(seedDir, "runs"), { recursive: true, force: true });
+      const dataDir = join(seedDir, "data");
+      const initDir = join(seedDir, "model-init");
+      writeSuiteV2(dataDir, seed);
+      installTokenizer(dataDir, initDir);
+      const tok = loadTokenizer(initDir);
+      config = demoModelConfig(tok.vocabSize);
+      const init = await T5Model.init(config, { seed });
+      await init.save(initDir);
+      parameters = init.parameterCount().total;
+      init.dispose();
+      const split = loadSplitTasks({ dataDir, maxTrainInstances: b.maxTrainInstances, maxEvalInstances: b.maxEvalInstances, seed });
 
-  const wanted = o.methods ?? DEMO_GROUPS.flatMap((g) => g.methods);
-  const known = DEMO_GROUPS.flatMap((g) => g.methods);
-  for (const m of wanted) if (!known.includes(m)) throw new TypeError(`--methods: unknown method '${m}' (known: ${known.join(", ")})`);
-  const rows: DemoRow[] = [];
-  const curves: Record<string, { step: number; loss: number }[]> = {};
-  const perCategory: Record<string, Record<string, number>> = {};
-  for (const g of DEMO_GROUPS) {
-    const mine = g.methods.filter((m) => wanted.includes(m));
-    if (!mine.length) continue;
-    const r = await g.run(ctx, mine);
-    rows.push(...r.rows.filter((x) => mine.includes(x.method)));
-    Object.assign(curves, r.curves ?? {});
-    Object.assign(perCategory, r.perCategory ?? {});
+      progress.stage(`seed ${seed}: base (span corruption)`);
+      const sentinels = Array.from({ length: V2_SENTINELS }, (_, i) => {
+        const ids = tok.encode(sentinelToken(i), { addEos: false });
+        if (ids.length !== 1) throw new Error(`${dataDir}/tokenizer.json: sentinel ${sentinelToken(i)} is not one token (${ids.join(",")})`);
+        return ids[0];
+      });
+      const tickBase = stepReporter(progress, UNITS.base);
+      const base: BaseResult = await trainBase({
+        initDir,
+        cacheRoot: join(out, "base-cache"),
+        texts: pretrainingTexts(split.train),
+        tok,
+        sentinels,
+        config,
+        seed,
+        budget: { steps: b.baseSteps, batchSize: b.batchSize, lr: b.lr },
+        onSteps: (s) => tickBase(s),
+      });
+      bases.push({ seed, hash: base.hash, cached: base.cached, steps: base.steps, seconds: round1(base.seconds), finalLoss: round4(base.losses[base.losses.length - 1]) });
+
+      const std = defaultConfig();
+      const baseConfig: RunConfig = {
+        ...std,
+        model: base.dir,
+        data: dataDir,
+        seed,
+        steps: b.steps,
+        batchSize: b.batchSize,
+        stepsPerCall: 25,
+        checkpointEvery: 1_000_000,
+        keepCheckpoints: 1,
+        logEvery: 5,
+        quiet: true,
+        maxTargetLength: 32,
+        encoding: { ...std.encoding, maxSourceLength: 192 },
+        optimizer: { ...std.optimizer, lr: b.lr, warmupSteps: Math.round(b.steps * 0.05), totalSteps: b.steps },
+        eval: { batchSize: 64, maxNewTokens: 24, numBeams: 1 },
+      };
+      const ctx: DemoContext = {
+        out: seedDir,
+        modelDir: base.dir,
+        dataDir,
+        train: split.train,
+        test: split.test,
+        budget: b,
+        seed,
+        quick,
+        baseConfig,
+        evalOptions: baseConfig.eval,
+        progress,
+      };
+      const targets = instaTargets(split.test, groups, b.instaTargets);
+      const rows: RowRun[] = [];
+      for (const g of DEMO_GROUPS) {
+        const mine = g.methods.filter((m) => methods.includes(m));
+        if (!mine.length) continue;
+        rows.push(...(await g.run(ctx, mine, targets)));
+      }
+      const tokens: Record<string, number> = {};
+      for (const r of rows) if (!r.targets) tokens[r.method] = round1(tokensPerExample(split.test, r.encoding, tok, baseConfig.maxTargetLength, seed) + (r.softTokens ?? 0));
+      runs.push({ seed, rows, tokensPerExample: tokens });
+      const trainExamples = split.train.reduce((a, t) => a + t.instances.length, 0);
+      const testExamples = split.test.reduce((a, t) => a + t.instances.length, 0);
+      const testBySplit: Record<string, number> = {};
+      for (const t of split.test) testBySplit[groups.get(t.name) ?? "?"] = (testBySplit[groups.get(t.name) ?? "?"] ?? 0) + 1;
+      dataFacts = { suite: "v2", trainTasks: split.train.length, testTasks: split.test.length, testBySplit, trainExamples, testExamples, instaTargets: targets.map((t) => t.name) };
+    }
+  } finally {
+    progress.stop();
   }
-  const trainExamples = split.train.reduce((a, t) => a + t.instances.length, 0);
-  const testExamples = split.test.reduce((a, t) => a + t.instances.length, 0);
-  const report = await writeReport(out, {
-    title: `instill demo${quick ? " (quick)" : ""}: unseen test tasks of the embedded suite`,
-    rows,
-    curves,
-    perCategory,
-    facts: {
-      model: `T5 ${config.feed_forward_proj}, d_model ${config.d_model}, ${config.num_layers}+${config.num_decoder_layers} layers, ${parameters} parameters, random init`,
-      data: `${suite.tasks} tasks: ${split.train.length} train (${trainExamples} examples), ${split.test.length} unseen test (${testExamples} examples)`,
-      training: `${b.steps} AdamW steps, batch ${b.batchSize}, lr ${b.lr}, seed ${seed}`,
-    },
-  });
-  return {
-    rows,
-    quick,
-    seed,
-    model: { config, parameters },
-    data: { dir: dataDir, trainTasks: split.train.length, testTasks: split.test.length, trainExamples, testExamples },
-    report,
-    seconds: Math.round((Date.now() - t0) / 100) / 10,
+
+  const summary = summarize(runs, groups);
+  const seconds = round1((Date.now() - t0) / 1000);
+  const facts = {
+    model: `T5 ${config!.feed_forward_proj}, d_model ${config!.d_model}, ${config!.num_layers}+${config!.num_decoder_layers} layers, ${parameters} parameters`,
+    base: `${b.baseSteps} steps of T5 span corruption (15% noise, mean span 3) on the training tasks' definitions and instance texts, from random init: the stand-in for a pretrained LM; cached by content hash in ${join(out, "base-cache")}`,
+    rows: `every row starts from that base and trains ${b.steps} AdamW steps (batch ${b.batchSize}, lr ${b.lr}); INSTA runs ${b.instaSteps} steps each (k = ${b.instaK})`,
+    data: `suite v2: ${dataFacts!.trainTasks} training tasks (${dataFacts!.trainExamples} examples per seed), ${dataFacts!.testTasks} unseen test tasks (${Object.entries(dataFacts!.testBySplit).map(([k, v]) => `${v} ${k}`).join(", ")}; ${dataFacts!.testExamples} examples per seed)`,
+    decoding: "greedy, at most 24 new tokens, the same for every row",
+    seeds: `${seeds.join(", ")} (each seed regenerates the suite's instances, the model init and the base)`,
+    wall: `${seconds} s`,
   };
+  const md = demoMarkdown(summary, { quick, seeds, facts, instaTargets: dataFacts!.instaTargets });
+  const report = await writeReport(out, {
+    title: `instill demo${quick ? " (quick)" : ""}: unseen tasks of suite v2, ${seeds.length} seed(s)`,
+    rows: summary.methods.filter((m) => m.scope === "all").map((m) => ({ method: m.method, rougeL: m.rougeL.total.mean, exact_match: m.exact_match.total.mean })),
+    hideRowsTable: true,
+    sections: md.sections,
+    errorBars: summary.methods.filter((m) => m.scope === "all").flatMap((m) =>
+      (["arguments", "compositions", "wordings", "total"] as const).map((s) => ({ method: m.method, group: s, mean: m.exact_match[s].mean, std: m.exact_match[s].std })),
+    ),
+    errorBarsTitle: "Exact match on the unseen tasks, mean ± std over seeds",
+    curves: Object.fromEntries(runs[0].rows.filter((r) => r.curve.length).map((r) => [r.method, r.curve.map((loss, i) => ({ step: i + 1, loss }))])),
+    facts,
+  });
+  const result: DemoResult = {
+    ...summary,
+    quick,
+    seeds,
+    budget: b,
+    model: { config: config!, parameters },
+    data: dataFacts!,
+    base: bases,
+    report,
+    seconds,
+  };
+  writeFileAtomic(join(out, "demo.json"), JSON.stringify(result) + "\n");
+  return result;
 }
 
+/** The terminal table: exact match per split, then the paired differences. */
 export function demoTable(r: DemoResult): string {
-  return markdownTable(r.rows.map(({ method, rougeL, exact_match, final_loss, train_seconds }) => ({ method, rougeL, exact_match, final_loss, train_seconds })));
+  return demoMarkdown(r, { quick: r.quick, seeds: r.seeds, facts: {}, instaTargets: r.data.instaTargets }).terminal;
 }
+
+const round1 = (x: number) => Math.round(x * 10) / 10;
+const round4 = (x: number) => Math.round(x * 10000) / 10000;

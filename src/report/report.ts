@@ -1,11 +1,12 @@
 // Reports: a Markdown table, an HTML page with charts (training curves, per-category scores), and the
 // charts as PNG. Charts are Vega-Lite specs compiled and rendered with vega (SVG, no browser), then
 // rasterized with resvg; the HTML inlines the SVGs so it opens anywhere without network access.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import * as vega from "vega";
 import * as vegaLite from "vega-lite";
 import { Resvg } from "@resvg/resvg-js";
+import { writeFileAtomic } from "../util/fs.js";
 
 export interface ReportRow {
   method: string;
@@ -25,6 +26,27 @@ export interface ReportInput {
   notes?: string[];
   /** extra key/value facts shown under the table (model size, steps, seconds, ...) */
   facts?: Record<string, string | number>;
+  /** Further tables (Markdown pipe tables), each with a heading and an optional note; rendered in both files. */
+  sections?: ReportSection[];
+  /** Leave out the default rows table (when the sections carry the numbers). */
+  hideRowsTable?: boolean;
+  /** A chart of means with ± std error bars per method and group (e.g. per split, over seeds). */
+  errorBars?: ErrorBarPoint[];
+  errorBarsTitle?: string;
+}
+
+export interface ReportSection {
+  title: string;
+  /** A Markdown pipe table (header, alignment row, rows) or plain text. */
+  markdown: string;
+  note?: string;
+}
+
+export interface ErrorBarPoint {
+  method: string;
+  group: string;
+  mean: number;
+  std: number;
 }
 
 export interface ReportFiles {
@@ -113,6 +135,39 @@ export function methodChartSpec(rows: ReportRow[]): vegaLite.TopLevelSpec {
   } as vegaLite.TopLevelSpec;
 }
 
+/** Mean bars with ± std error bars, one panel row per group, methods on the y axis. */
+export function errorBarChartSpec(points: ErrorBarPoint[], title = "mean ± std"): vegaLite.TopLevelSpec {
+  const values = points.filter((p) => Number.isFinite(p.mean)).map((p) => ({ ...p, lo: p.mean - (p.std || 0), hi: p.mean + (p.std || 0) }));
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    title,
+    data: { values },
+    facet: { column: { field: "group", type: "nominal", sort: [...new Set(points.map((p) => p.group))], title: null } },
+    spec: {
+      width: 150,
+      height: { step: 14 } as never,
+      layer: [
+        { mark: "bar", encoding: { y: { field: "method", type: "nominal", sort: null, title: null }, x: { field: "mean", type: "quantitative", scale: { domain: [0, 100] }, title: "score" }, color: { field: "method", type: "nominal", legend: null } } },
+        { mark: { type: "rule", color: "black" }, encoding: { y: { field: "method", type: "nominal", sort: null }, x: { field: "lo", type: "quantitative" }, x2: { field: "hi" } } },
+      ],
+    },
+  } as vegaLite.TopLevelSpec;
+}
+
+/** A Markdown pipe table as an HTML table (other text becomes a paragraph). */
+export function markdownTableToHtml(md: string): string {
+  return md
+    .split(/\n\s*\n/)
+    .map((block) => {
+      const lines = block.split("\n").filter((l) => l.trim().length);
+      if (lines.length < 2 || !lines.every((l) => l.trim().startsWith("|"))) return `<p>${escapeHtml(block)}</p>`;
+      const cells = (l: string) => l.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((c) => escapeHtml(c.trim()));
+      const [head, , ...body] = lines;
+      return `<table><thead><tr>${cells(head).map((c) => `<th>${c}</th>`).join("")}</tr></thead><tbody>${body.map((l) => `<tr>${cells(l).map((c) => `<td>${c}</td>`).join("")}</tr>`).join("")}</tbody></table>`;
+    })
+    .join("\n");
+}
+
 function escapeHtml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
@@ -120,30 +175,31 @@ function escapeHtml(s: string): string {
 export async function writeReport(dir: string, input: ReportInput): Promise<ReportFiles> {
   mkdirSync(dir, { recursive: true });
   const charts: { name: string; svg: string }[] = [];
-  if (input.rows.length) charts.push({ name: "methods", svg: await renderSvg(methodChartSpec(input.rows)) });
+  if (input.errorBars?.length) charts.push({ name: "methods", svg: await renderSvg(errorBarChartSpec(input.errorBars, input.errorBarsTitle)) });
+  else if (input.rows.length) charts.push({ name: "methods", svg: await renderSvg(methodChartSpec(input.rows)) });
   if (input.curves && Object.keys(input.curves).length) charts.push({ name: "loss", svg: await renderSvg(lossChartSpec(input.curves)) });
   if (input.perCategory && Object.keys(input.perCategory).length)
     charts.push({ name: "categories", svg: await renderSvg(categoryChartSpec(input.perCategory)) });
   const pngs: string[] = [];
   for (const c of charts) {
     const p = join(dir, `${c.name}.png`);
-    writeFileSync(p, svgToPng(c.svg));
-    writeFileSync(join(dir, `${c.name}.svg`), c.svg);
+    writeFileAtomic(p, svgToPng(c.svg));
+    writeFileAtomic(join(dir, `${c.name}.svg`), c.svg);
     pngs.push(p);
   }
   const facts = Object.entries(input.facts ?? {}).map(([k, v]) => `- ${k}: ${v}`);
   const md = [
     `# ${input.title}`,
     "",
-    markdownTable(input.rows),
-    "",
+    ...(input.hideRowsTable ? [] : [markdownTable(input.rows), ""]),
+    ...(input.sections ?? []).flatMap((s) => [`## ${s.title}`, "", s.markdown, "", ...(s.note ? [s.note, ""] : [])]),
     ...(facts.length ? [...facts, ""] : []),
     ...(input.notes?.length ? [...input.notes.map((n) => `> ${n}`), ""] : []),
     ...charts.map((c) => `![${c.name}](${c.name}.png)`),
     "",
   ].join("\n");
   const mdPath = join(dir, "report.md");
-  writeFileSync(mdPath, md);
+  writeFileAtomic(mdPath, md);
   const tableHtml =
     "<table><thead><tr>" +
     ["method", "ROUGE-L", "exact match"].map((h) => `<th>${h}</th>`).join("") +
@@ -155,13 +211,14 @@ export async function writeReport(dir: string, input: ReportInput): Promise<Repo
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}td:first-child,th:first-child{text-align:left}
 figure{margin:1.5em 0}</style></head><body>
 <h1>${escapeHtml(input.title)}</h1>
-${tableHtml}
+${input.hideRowsTable ? "" : tableHtml}
+${(input.sections ?? []).map((s) => `<h2>${escapeHtml(s.title)}</h2>\n${markdownTableToHtml(s.markdown)}${s.note ? `<p><small>${escapeHtml(s.note)}</small></p>` : ""}`).join("\n")}
 ${facts.length ? `<ul>${Object.entries(input.facts ?? {}).map(([k, v]) => `<li>${escapeHtml(k)}: ${escapeHtml(String(v))}</li>`).join("")}</ul>` : ""}
 ${(input.notes ?? []).map((n) => `<p><em>${escapeHtml(n)}</em></p>`).join("\n")}
 ${charts.map((c) => `<figure>${c.svg}</figure>`).join("\n")}
 </body></html>
 `;
   const htmlPath = join(dir, "report.html");
-  writeFileSync(htmlPath, html);
+  writeFileAtomic(htmlPath, html);
   return { markdown: mdPath, html: htmlPath, pngs };
 }

@@ -29,6 +29,28 @@ describe("instill data", () => {
     expect(cj.skipped).toEqual([]);
   });
 
+  it("check accepts the very folder synth writes (v1 and v2), checking its tasks and split lists", () => {
+    for (const suite of ["v1", "v2"]) {
+      const d = mkdtempSync(join(tmpdir(), `instill-synth-${suite}-`));
+      const w = run(["data", "synth", "--out", d, "--suite", suite, "--instances", "5", "--json"]);
+      expect(w.status, w.stderr).toBe(0);
+      const s = JSON.parse(w.stdout);
+      const c = run(["data", "check", d, "--json"]);
+      expect(c.status, c.stderr).toBe(0);
+      const cj = JSON.parse(c.stdout);
+      expect(cj).toMatchObject({ tasks: s.tasks, instances: s.tasks * 5, skipped: [], splits: { default: { train: s.train, test: s.test } } });
+      expect(run(["data", "check", d]).stdout).toMatch(new RegExp(`tasks ${s.tasks}, instances ${s.tasks * 5}\nsplit default: ${s.train} train, ${s.test} test`));
+    }
+    // a split naming a task without a file is an error naming the split and the task
+    const d = mkdtempSync(join(tmpdir(), "instill-synth-bad-"));
+    expect(run(["data", "synth", "--out", d, "--instances", "2"]).status).toBe(0);
+    writeFileSync(join(d, "splits", "default", "test_tasks.txt"), "task999_missing\n");
+    const bad = run(["data", "check", d]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/splits\/default: 1 listed task\(s\) have no file in .*tasks: task999_missing/);
+    expect(run(["data", "synth", "--out", d, "--suite", "v3"]).stderr).toMatch(/--suite: expected v1 or v2, got 'v3'/);
+  });
+
   it("check reports bad tasks under --on-bad-task skip and fails with the JSON path otherwise", () => {
     const d = mkdtempSync(join(tmpdir(), "instill-check-"));
     const good = { Definition: ["d"], Instances: [{ id: "1", input: "i", output: ["o"] }] };
