@@ -1,7 +1,7 @@
 // Checkpoints written atomically: everything goes into a hidden temporary folder, each file is flushed,
 // then the folder is renamed to checkpoints/step-NNNNNNN (rename is atomic on POSIX). A killed run leaves
 // at most a hidden temporary folder, never a partial checkpoint; the last K checkpoints are kept.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fsyncDir, readJsonFile, writeFileAtomic } from "../util/fs.js";
 
@@ -43,6 +43,12 @@ export class CheckpointManager {
    */
   async save(step: number, state: Record<string, unknown>, fill: (tmpDir: string) => Promise<void>): Promise<CheckpointInfo> {
     mkdirSync(this.root, { recursive: true });
+    // Node's recursive mkdir reports a read-only folder as ENOENT; say what is wrong, naming the folder.
+    try {
+      accessSync(this.root, constants.W_OK);
+    } catch (e) {
+      throw new Error(`${this.root}: cannot write checkpoint ${CheckpointManager.dirName(step)}: the folder is not writable (${(e as NodeJS.ErrnoException).code})`);
+    }
     this.cleanTemporaries();
     const tmp = join(this.root, `.tmp-${CheckpointManager.dirName(step)}-${process.pid}`);
     rmSync(tmp, { recursive: true, force: true });

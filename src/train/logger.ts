@@ -1,15 +1,27 @@
 // JSONL metrics log: one JSON object per line, appended and flushed, readable while the run goes on.
-import { appendFileSync, mkdirSync, existsSync, readFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, existsSync, readFileSync, statSync, truncateSync } from "node:fs";
 import { dirname } from "node:path";
-import { writeFileAtomic } from "../util/fs.js";
+import { withPath, writeFileAtomic } from "../util/fs.js";
 
 export class JsonlLogger {
   constructor(readonly path: string) {
     mkdirSync(dirname(path), { recursive: true });
   }
 
+  /** Appends one line; if the append fails (disk full...) the file is cut back to its old size, so no torn line stays. */
   log(record: Record<string, unknown>): void {
-    appendFileSync(this.path, JSON.stringify({ time: new Date().toISOString(), ...record }) + "\n");
+    const line = JSON.stringify({ time: new Date().toISOString(), ...record }) + "\n";
+    const before = existsSync(this.path) ? statSync(this.path).size : 0;
+    try {
+      appendFileSync(this.path, line);
+    } catch (e) {
+      try {
+        truncateSync(this.path, before);
+      } catch {
+        /* the file could not be opened at all: nothing was written */
+      }
+      throw withPath(this.path, e);
+    }
   }
 
   /** After a resume from `step`: drops records of steps after it (written by the interrupted run). */

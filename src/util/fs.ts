@@ -15,23 +15,37 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+/** An fs error re-thrown with the file it was about (Node's write/fsync errors name no path); `code` is kept. */
+export function withPath(path: string, e: unknown): Error {
+  if (!(e instanceof Error)) return new Error(`${path}: ${String(e)}`);
+  if (!e.message.includes(path)) e.message = `${path}: ${e.message}`;
+  return e;
+}
+
+/**
+ * Writes `data` to a temporary file next to `path`, flushes it and renames it into place: `path` is either its old
+ * content or the new one, never a part. On failure (disk full, file-size limit, read-only folder) the temporary
+ * file is removed and the error names `path`.
+ */
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true });
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
-  const fd = openSync(tmp, "w");
   try {
-    const buf = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
+    mkdirSync(dir, { recursive: true });
+    const fd = openSync(tmp, "w");
+    try {
+      const buf = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+      let off = 0;
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
   } catch (e) {
-    closeSync(fd);
     rmSync(tmp, { force: true });
-    throw e;
+    throw withPath(path, e);
   }
-  closeSync(fd);
-  renameSync(tmp, path);
   fsyncDir(dir);
 }
 
