@@ -10,6 +10,6 @@ export * from "./select/index.js";
 export type { NativeTopkIndex, TopkResultHost, TopkSearchOptions, BandwidthBenchResult } from "./native/types.js";
 export * from "./model/index.js";
 export type { NativeT5 } from "./native/types.js";
-export { inspectCheckpoint, readSafetensors, writeSafetensors, readCheckpointWeights, readPeftAdapter, writePeftAdapter } from "./model/checkpoint.js";
-export type { CheckpointFolderInfo, LoraModule, PeftAdapter, PeftWriteOptions } from "./model/checkpoint.js";
+export { inspectCheckpoint, readSafetensors, writeSafetensors, readCheckpointWeights, readPeftAdapter, writePeftAdapter, convertCheckpoint } from "./model/checkpoint.js";
+export type { CheckpointFolderInfo, LoraModule, PeftAdapter, PeftWriteOptions, ConvertOptions, ConvertResult } from "./model/checkpoint.js";
 export type { SafetensorsEntryInfo, SafetensorsHeaderInfo, NamedHostTensors, PeftAdapterHost, LoraModuleHost } from "./native/types.js";

@@ -12,6 +12,7 @@ import { registerSelect } from "./select.js";
 import { registerSelectEmbedder } from "./select-embedder.js";
 import { registerModel } from "./model.js";
 import { registerGenerate } from "./generate.js";
+import { registerConvert } from "./convert.js";
 import { registerDio } from "./dio.js";
 import { registerTagi } from "./tagi.js";
 import { registerTagiAblate } from "./tagi-ablate.js";
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   registerSelectEmbedder(program);
   registerModel(program);
   registerGenerate(program);
+  registerConvert(program);
   registerDio(program);
   registerTagi(program);
   registerTagiAblate(program);

@@ -48,6 +48,12 @@ export interface RuntimeInfo {
   cudaDevices: string[];
   intraOpThreads: number;
   interOpThreads: number;
+  /** OpenBLAS's own thread count (0 when another BLAS is loaded). */
+  blasThreads: number;
+  /** "instill-cache" (the caching CPU allocator, common/memory.h) or "system" (INSTILL_CPU_ALLOCATOR=system). */
+  cpuAllocator: string;
+  /** The CPU has bfloat16 dot-product instructions (AVX512-BF16 / AMX-BF16); without them bf16 is emulated. */
+  cpuBf16: boolean;
   blas: { name: string; path: string; config: string; reference: boolean };
   addonVersion: string;
   napiVersion: number;
@@ -199,7 +205,8 @@ export interface BandwidthBenchResult {
 
 /** The native T5 handle (native/napi/t5_wrap.cc); src/model/model.ts (T5Model) is its typed front. */
 export interface NativeT5 {
-  load(dir: string, options?: { dtype?: "float32" | "float64"; seed?: number }): Promise<void>;
+  /** dtype "stored" keeps the checkpoint's floating dtype (e.g. bfloat16); the default float32 converts. */
+  load(dir: string, options?: { dtype?: "float32" | "float64" | "bfloat16" | "float16" | "stored"; seed?: number }): Promise<void>;
   /** config: a preset name ("tiny" | "small" | "base") or config.json text. */
   init(config: string, options?: { seed?: number; vocabSize?: number; dtype?: "float32" | "float64" }): Promise<void>;
   /** config.json text of the model. */
@@ -208,7 +215,8 @@ export interface NativeT5 {
   setOptimizer(o: object): void;
   addLora(o: object): void;
   mergeLora(): void;
-  trainSteps(batches: object[], options?: { onProgress?: (e: ProgressEvent) => void; processGroup?: unknown }): Promise<{
+  /** precision: "auto" (bf16 autocast on CUDA, float32 on CPU; default) | "float32" | "bf16" (autocast on CPU too). */
+  trainSteps(batches: object[], options?: { onProgress?: (e: ProgressEvent) => void; processGroup?: unknown; precision?: "auto" | "float32" | "bf16" }): Promise<{
     losses: number[]; gradNorms: number[]; lrs: number[]; tokens: number; seconds: number; step: number; cancelled: boolean;
   }>;
   cancel(): void;
@@ -248,6 +256,13 @@ export interface Addon {
   writeSafetensors(path: string, tensors: Array<[string, HostTensor]>, metadata?: Record<string, string>): Promise<void>;
   readCheckpointWeights(dir: string): Promise<NamedHostTensors>;
   checkpointWeightFiles(dir: string): string[];
+  /** Tensors of a .safetensors header or of a torch.save file's pickle (restricted unpickler; dataOffsets [0, 0]). */
+  readWeightsHeader(path: string): SafetensorsEntryInfo[];
+  convertCheckpoint(
+    src: string,
+    outDir: string,
+    options?: { dtype?: "stored" | "float32" | "float64" | "bfloat16" | "float16"; maxShardBytes?: number },
+  ): Promise<{ tensors: number; bytes: number; dropped: string[]; files: string[] }>;
   readPeftAdapter(dir: string): Promise<PeftAdapterHost>;
   writePeftAdapter(dir: string, modules: LoraModuleHost[], configJson: string): Promise<void>;
   // dist_wrap.cc: c10d process groups (native/core/dist).
@@ -338,6 +353,8 @@ export interface NativeDio {
   steps(items: { train: DioBatchHost; meta?: DioBatchHost }[], onProgress?: (e: ProgressEvent) => void): Promise<DioStepsResult>;
   cancel(): void;
   generate(batch: DioBatchHost, options: { maxNewTokens: number; numBeams?: number }): Promise<number[][]>;
+  /** Rank classification with the batch's soft tokens: summed log-likelihood per option (as T5Model.scoreOptions). */
+  scoreOptions(batch: DioBatchHost, options: number[][][]): Promise<number[][]>;
   evalLoss(batches: DioBatchHost[]): Promise<number[]>;
   save(dir: string): Promise<void>;
   loadPhi(path: string): Promise<void>;
@@ -371,26 +388,34 @@ export interface DioBenchOptions {
   promptLength?: number;
   repeats?: number;
   specs: string[];
+  /** More rounds than `repeats`, up to this, while the newest round still moves a median ratio by > 3%. */
+  maxRepeats?: number;
+  /** Full DIO steps with an outer update by each spec, timed against a plain inner step ("dio_step"). */
+  dioSpecs?: string[];
   seed?: number;
 }
 
-export interface DioBenchMethod {
-  seconds: number;
-  ratio_to_train_step: number;
+/** One benchmark case: per-run arrays (rounds aligned across cases: run i of every case ran in round i). */
+export interface DioBenchCase {
+  seconds: number[];
+  ratio_to_train_step: number[];
+  ratio_to_grad: number[];
   peak_bytes: number;
   hvp_count: number;
+  grad_count: number;
   iterations: number;
   negative_curvature: boolean;
 }
 
 export interface DioBenchResult {
-  train_step_s: number;
-  grad_s: number;
-  hvp_s: number;
-  train_step_peak_bytes: number;
-  hvp_peak_bytes: number;
   parameters: number;
-  methods: Record<string, DioBenchMethod>;
+  threads: number;
+  interop_threads: number;
+  matmul_gflops: number;
+  /** The medians settled before maxRepeats rounds. */
+  stable: boolean;
+  /** "train_step", "grad", "hvp", "hvp_on_graph", each spec, and with dioSpecs "dio_step" and "dio_outer:<spec>". */
+  cases: Record<string, DioBenchCase>;
 }
 
 // ---- tagi_wrap.cc (issue 7) ----
@@ -399,7 +424,13 @@ export interface TagiHypernetOptions {
   alpha?: number;
   projDim?: number;
   hidden?: number;
+  /** Std of the weights that start near zero (all of them with init "paper", only B's last layer with "lora"). */
   initStd?: number;
+  /**
+   * "lora" (default): A's generator at a normal scale, B's last layer N(0, initStd), so B starts near zero but
+   * learns at once. "paper": every weight N(0, initStd), the paper's code (a saddle: CE/KL gradients ~1e-19).
+   */
+  init?: "lora" | "paper";
   scaleB?: boolean;
   fusion?: boolean;
   targetModules?: string[];
@@ -445,6 +476,11 @@ export interface TagiStepsResult {
   ce: (number | null)[];
   kl: (number | null)[];
   mse: (number | null)[];
+  /**
+   * With `termGradNorms: true`: the norm of the gradient each weighted loss term sends to the hypernetwork, on the
+   * call's first batch (null where the term is off or has no teacher rows); otherwise null.
+   */
+  termGradNorms: { ce: number | null; kl: number | null; mse: number | null } | null;
   tokens: number;
   seconds: number;
   step: number;
@@ -468,7 +504,10 @@ export interface NativeTagi {
   setLoss(loss: { ce?: number; kl?: number; temperature?: number; mse?: number }): void;
   setOptimizer(options: { name?: "adamw" | "adafactor"; lr?: number; totalSteps?: number; weightDecay?: number; schedule?: "linear" | "constant"; warmupSteps?: number; clipNorm?: number; gradAccumulation?: number; scaleParameter?: boolean }): void;
   /** With `processGroup`, gradients are averaged over its ranks each step; losses and terms stay this rank's. */
-  trainSteps(batches: TagiBatchHost[], options?: { onProgress?: (e: ProgressEvent) => void; processGroup?: NativeProcessGroup }): Promise<TagiStepsResult>;
+  trainSteps(
+    batches: TagiBatchHost[],
+    options?: { onProgress?: (e: ProgressEvent) => void; processGroup?: NativeProcessGroup; termGradNorms?: boolean },
+  ): Promise<TagiStepsResult>;
   generate(batch: TagiBatchHost, options?: { maxNewTokens?: number; numBeams?: number }): Promise<number[][]>;
   /** Summed log-likelihood of each option (token ids, EOS included) under the example's generated adapter. */
   scoreOptions(batch: TagiBatchHost, options: number[][][]): Promise<number[][]>;
