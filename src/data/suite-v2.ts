@@ -12,7 +12,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { SniExample, SniInstance, SniTask } from "./types.js";
 import { makeRng, pick, randInt, shuffleInPlace, type Rng } from "./random.js";
-import { suiteTokenizerJson, whitespacePreTokenize, SPECIAL_TOKENS } from "./suite.js";
+import { addTaskTexts, sniJsonOf, suiteTokenizerJson, whitespacePreTokenize, SPECIAL_TOKENS, TEMPLATE_TEXT } from "./suite.js";
 
 /** 36 words, three per starting letter (12 letters), so "the words that start with the letter c" has answers. */
 export const V2_WORDS = [
@@ -504,27 +504,8 @@ export function synthesizeSuiteV2(opts: SynthesizeV2Options = {}): SuiteV2 {
 
 /** The task in the official SNI file schema (suite metadata under "instill"). */
 export function suiteV2TaskToSniJson(t: SuiteV2Task): Record<string, unknown> {
-  return {
-    Contributors: ["instill"],
-    Source: ["instill synthetic suite v2"],
-    URL: [],
-    Categories: t.categories,
-    Reasoning: [t.steps.length > 1 ? "Multi-step Reasoning" : "Rule Following"],
-    Definition: t.definition,
-    Input_language: ["English"],
-    Output_language: ["English"],
-    Instruction_language: ["English"],
-    Domains: ["Synthetic"],
-    "Positive Examples": t.positiveExamples,
-    "Negative Examples": t.negativeExamples,
-    Instances: t.instances,
-    "Instance License": ["Apache-2.0"],
-    instill: { suite: 2, steps: t.steps, split: t.split, group: t.group },
-  };
+  return sniJsonOf(t, "instill synthetic suite v2", { suite: 2, steps: t.steps, split: t.split, group: t.group });
 }
-
-const TEMPLATE_TEXT =
-  "Definition: . Positive Example 1 2 3 4 5 6 7 8 9 -\nInput: .\n Output: .\n Explanation: .\n\n Negative Example - Now complete the following example -\nInput: .\nOutput: ";
 
 export function sentinelToken(i: number): string {
   return `<extra_id_${i}>`;
@@ -542,19 +523,7 @@ export function suiteV2Vocabulary(suite: SuiteV2): string[] {
   for (let n = 0; n <= 40; n++) tokens.add(String(n));
   for (const f of FAMILIES) for (const p of f.phrases) add(p.replace(/\{\d\}/g, " "));
   for (const t of [...SINGLE_TEMPLATES, ...PAIR_TEMPLATES]) add(t.replace(/\{\w+\}/g, " "));
-  for (const t of suite.tasks) {
-    add(t.name);
-    t.definition.forEach(add);
-    for (const e of [...t.positiveExamples, ...t.negativeExamples]) {
-      add(e.input);
-      add(e.output);
-      if (e.explanation) add(e.explanation);
-    }
-    for (const x of t.instances) {
-      add(x.input);
-      x.output.forEach(add);
-    }
-  }
+  for (const t of suite.tasks) addTaskTexts(t, add);
   for (const s of SPECIAL_TOKENS) tokens.delete(s);
   const sorted = [...tokens].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return [...SPECIAL_TOKENS, ...sorted, ...Array.from({ length: V2_SENTINELS }, (_, i) => sentinelToken(i))];

@@ -412,11 +412,21 @@ export function synthesizeSuite(opts: SynthesizeOptions = {}): Suite {
   };
 }
 
-/** The task in the official SNI file schema. */
-export function suiteTaskToSniJson(t: SuiteTask): Record<string, unknown> {
+/** What the SNI file schema needs of a suite task (v1 and v2 alike). */
+export interface SuiteTaskLike {
+  categories: string[];
+  steps: readonly unknown[];
+  definition: string[];
+  positiveExamples: SniExample[];
+  negativeExamples: SniExample[];
+  instances: SniInstance[];
+}
+
+/** A suite task in the official SNI file schema; `source` names the suite, `meta` goes under "instill". */
+export function sniJsonOf(t: SuiteTaskLike, source: string, meta: Record<string, unknown>): Record<string, unknown> {
   return {
     Contributors: ["instill"],
-    Source: ["instill synthetic suite"],
+    Source: [source],
     URL: [],
     Categories: t.categories,
     Reasoning: [t.steps.length > 1 ? "Multi-step Reasoning" : "Rule Following"],
@@ -429,8 +439,13 @@ export function suiteTaskToSniJson(t: SuiteTask): Record<string, unknown> {
     "Negative Examples": t.negativeExamples,
     Instances: t.instances,
     "Instance License": ["Apache-2.0"],
-    instill: { steps: t.steps, kind: t.kind, split: t.split },
+    instill: meta,
   };
+}
+
+/** The task in the official SNI file schema. */
+export function suiteTaskToSniJson(t: SuiteTask): Record<string, unknown> {
+  return sniJsonOf(t, "instill synthetic suite", { steps: t.steps, kind: t.kind, split: t.split });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -444,7 +459,7 @@ export function whitespacePreTokenize(text: string): string[] {
 export const SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"] as const;
 
 /** Texts the Tk-Instruct encoding adds around the task's own strings. */
-const TEMPLATE_TEXT =
+export const TEMPLATE_TEXT =
   "Definition: . Positive Example 1 2 3 4 5 6 7 8 9 -\nInput: .\n Output: .\n Explanation: .\n\n Negative Example - Now complete the following example -\nInput: .\nOutput: ";
 
 /** The suite's vocabulary: specials, then every token any task text, encoding or answer can contain. */
@@ -467,21 +482,24 @@ export function suiteVocabulary(suite: Suite): string[] {
   tokens.add("no");
   for (const p of PRIMITIVES) for (const ph of p.phrases) add(ph);
   for (const d of Object.values(INPUT_DESC)) for (const s of d) add(s);
-  for (const t of suite.tasks) {
-    add(t.name);
-    t.definition.forEach(add);
-    for (const e of [...t.positiveExamples, ...t.negativeExamples]) {
-      add(e.input);
-      add(e.output);
-      if (e.explanation) add(e.explanation);
-    }
-    for (const x of t.instances) {
-      add(x.input);
-      x.output.forEach(add);
-    }
-  }
+  for (const t of suite.tasks) addTaskTexts(t, add);
   for (const s of SPECIAL_TOKENS) tokens.delete(s);
   return [...SPECIAL_TOKENS, ...[...tokens].sort(byCode)];
+}
+
+/** Calls `add` on every text of a task (name, definitions, examples, instances): what its vocabulary must cover. */
+export function addTaskTexts(t: SuiteTaskLike & { name: string }, add: (text: string) => void): void {
+  add(t.name);
+  t.definition.forEach(add);
+  for (const e of [...t.positiveExamples, ...t.negativeExamples]) {
+    add(e.input);
+    add(e.output);
+    if (e.explanation) add(e.explanation);
+  }
+  for (const x of t.instances) {
+    add(x.input);
+    x.output.forEach(add);
+  }
 }
 
 /**
