@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Tokenizer as LibTokenizer } from "@huggingface/tokenizers";
-import { ByteTokenizer, HfTokenizer, decodeUtf8Ignore, detectTokenizerKind, installTokenizer, loadTokenizer } from "../../src/model/tokenizer.js";
+import { ByteTokenizer, HfTokenizer, TokenizerError, decodeUtf8Ignore, detectTokenizerKind, installTokenizer, loadTokenizer } from "../../src/model/tokenizer.js";
 import { sharedDir, sharedOrSkipMessage } from "../helpers/native.js";
 
 const t5Dir = join(sharedDir, "data", "t5-tokenizer");
@@ -96,7 +96,10 @@ describe.skipIf(!haveT5)("T5 tokenizer.json (SentencePiece Unigram)", () => {
     expect(tok.decode([0, 0, 1])).toBe("");
     expect(tok.decode([])).toBe("");
     expect(tok.decode([0, 368, 1060, 1, 0, 0])).toBe("New York");
-    expect(() => tok.decode([40000])).toThrow(/outside the vocabulary/);
+    // ids above the tokenizer (the padding rows of T5's 32128-row embedding) decode to nothing, as HF's fast tokenizer
+    expect(tok.decode([368, 32100, 32127, 1060, 40000])).toBe("New York");
+    expect(() => tok.decode([-1])).toThrow(/not a token id/);
+    expect(() => tok.decode([1.5])).toThrow(/not a token id/);
   });
 
   it("maps <extra_id_N>, </s> and <pad> written in the text to their ids, as HF does", () => {
@@ -176,6 +179,111 @@ describe("WordLevel tokenizer.json", () => {
   });
 });
 
+describe("tokenizer.json validation: errors name the file and the field (issue 18)", () => {
+  type J = ReturnType<typeof wordLevelJson> & Record<string, unknown>;
+  const load = (edit: (j: J) => void) => {
+    const dir = tmp("wl-val");
+    const j = wordLevelJson({ type: "Whitespace" }) as J;
+    edit(j);
+    writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(j));
+    return { dir, file: join(dir, "tokenizer.json"), load: () => loadTokenizer(dir) };
+  };
+  const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const cases: Array<[string, (j: J) => void, string]> = [
+    ["unknown normalizer", (j) => (j.normalizer = { type: "Foo" }), 'normalizer.type: unknown normalizer "Foo" (supported: BertNormalizer,'],
+    ["normalizer without a type", (j) => (j.normalizer = { a: 1 }), "normalizer.type: missing (supported:"],
+    ["normalizer not an object", (j) => (j.normalizer = "x"), 'normalizer: expected an object with a "type", or null, got "x"'],
+    ["unknown pre-tokenizer in a Sequence", (j) => (j.pre_tokenizer = { type: "Sequence", pretokenizers: [{ type: "WhitespaceSplit" }, { type: "Bar" }] }), 'pre_tokenizer.pretokenizers[1].type: unknown pre-tokenizer "Bar"'],
+    ["unknown decoder", (j) => (j.decoder = { type: "Baz" }), 'decoder.type: unknown decoder "Baz"'],
+    ["Split without a pattern", (j) => (j.pre_tokenizer = { type: "Split", behavior: "Isolated" }), "pre_tokenizer.pattern: missing"],
+    ["bad Punctuation behavior", (j) => (j.pre_tokenizer = { type: "Punctuation", behavior: "Sideways" }), 'pre_tokenizer.behavior: expected one of Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous, got "Sideways"'],
+    ["template item not an object", (j) => (j.post_processor = { type: "TemplateProcessing", single: ["x"], pair: [], special_tokens: {} }), 'post_processor.single[0]: expected {"Sequence": ...} or {"SpecialToken": ...}, got "x"'],
+    ["template special token not declared", (j) => (j.post_processor = { type: "TemplateProcessing", single: [{ SpecialToken: { id: "</s>", type_id: 0 } }], pair: [], special_tokens: {} }), 'post_processor.single[0].SpecialToken.id: "</s>" is not in post_processor.special_tokens'],
+    ["unknown model type", (j) => ((j.model as Record<string, unknown>).type = "Magic"), 'model.type: unknown model "Magic" (supported: WordLevel, WordPiece, BPE, Unigram)'],
+    ["vocabulary id not an integer", (j) => ((j.model.vocab as Record<string, unknown>).cat = " "), 'model.vocab["cat"]: token id must be a non-negative integer, got " "'],
+    ["vocabulary id negative", (j) => ((j.model.vocab as Record<string, unknown>).cat = -1), 'model.vocab["cat"]: token id must be a non-negative integer, got -1'],
+    ["vocabulary not an object", (j) => ((j.model as Record<string, unknown>).vocab = [1]), "model.vocab: expected an object {token: id}, got [1]"],
+    ["added token id not an integer", (j) => ((j.added_tokens[1] as Record<string, unknown>).id = 1.5), "added_tokens[1].id: expected a non-negative integer, got 1.5"],
+    ["added token content not a string", (j) => ((j.added_tokens[0] as Record<string, unknown>).content = 3), "added_tokens[0].content: expected a non-empty string, got 3"],
+    ["added token special not a boolean", (j) => ((j.added_tokens[2] as Record<string, unknown>).special = "yes"), 'added_tokens[2].special: expected true or false, got "yes"'],
+    ["added token id disagreeing with the vocabulary", (j) => (j.added_tokens[2]!.id = 2000000), 'added_tokens[2].id: 2000000, but "<unk>" has id 2 in model.vocab'],
+    ["added token taking a vocabulary id", (j) => j.added_tokens.push({ id: 4, content: "<new>", single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }), 'added_tokens[3].id: 4 is the id of "cat" in model.vocab; "<new>" (content) needs an id of its own'],
+    ["WordLevel unk_token not in the vocabulary", (j) => (j.model.unk_token = "<oov>"), 'model.unk_token: "<oov>" is not in model.vocab (WordLevel)'],
+    ["BPE merges", (j) => Object.assign(j.model, { type: "BPE", merges: ["t h", 5] }), "model.merges[1]: expected an \"a b\" string, got 5"],
+    ["a regex the library cannot compile", (j) => (j.pre_tokenizer = { type: "Split", pattern: { Regex: "(" }, behavior: "Isolated" }), "pre_tokenizer: @huggingface/tokenizers cannot build it (SyntaxError:"],
+  ];
+  it.each(cases)("%s", (_name, edit, message) => {
+    const t = load(edit);
+    expect(t.load).toThrow(TokenizerError);
+    expect(t.load).toThrow(new RegExp(`^${esc(t.file)}: ${esc(message)}`));
+  });
+
+  it("accepts missing components and unknown extra keys, as HF's reader does", () => {
+    const t = load((j) => {
+      delete j.normalizer;
+      delete j.decoder;
+      j.extra = { anything: 1 };
+      (j.model as Record<string, unknown>).extra = true;
+    });
+    const tok = t.load();
+    expect(tok.decode(tok.encode("the cat"))).toBe("the cat");
+  });
+
+  it("accepts BPE, WordPiece and Unigram files with Sequence, Replace, Split, Bert and Metaspace components", () => {
+    const specials = ["<pad>", "</s>", "<unk>"].map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+    const base = { version: "1.0", truncation: null, padding: null, added_tokens: specials };
+    const files: Record<string, unknown>[] = [
+      {
+        ...base,
+        normalizer: { type: "Sequence", normalizers: [{ type: "NFKC" }, { type: "Lowercase" }, { type: "Replace", pattern: { String: "x" }, content: "y" }, { type: "Strip", strip_left: true, strip_right: true }] },
+        pre_tokenizer: { type: "Sequence", pretokenizers: [{ type: "Split", pattern: { Regex: "\\s+" }, behavior: "Removed", invert: false }, { type: "Digits", individual_digits: true }] },
+        post_processor: { type: "BertProcessing", sep: ["</s>", 1], cls: ["<pad>", 0] },
+        decoder: { type: "Sequence", decoders: [{ type: "Replace", pattern: { String: "_" }, content: " " }, { type: "Fuse" }, { type: "Strip", content: " ", start: 0, stop: 0 }] },
+        model: { type: "BPE", dropout: null, unk_token: "<unk>", continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab: { "<pad>": 0, "</s>": 1, "<unk>": 2, a: 3, b: 4, c: 5, ab: 6, abc: 7 }, merges: ["a b", "ab c"] },
+      },
+      {
+        ...base,
+        normalizer: { type: "BertNormalizer", clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true },
+        pre_tokenizer: { type: "BertPreTokenizer" },
+        post_processor: { type: "TemplateProcessing", single: [{ Sequence: { id: "A", type_id: 0 } }, { SpecialToken: { id: "</s>", type_id: 0 } }], pair: [{ Sequence: { id: "A", type_id: 0 } }, { Sequence: { id: "B", type_id: 1 } }], special_tokens: { "</s>": { id: "</s>", ids: [1], tokens: ["</s>"] } } },
+        decoder: { type: "WordPiece", prefix: "##", cleanup: true },
+        model: { type: "WordPiece", unk_token: "<unk>", continuing_subword_prefix: "##", max_input_chars_per_word: 100, vocab: { "<pad>": 0, "</s>": 1, "<unk>": 2, a: 3, "##b": 4, c: 5 } },
+      },
+      {
+        ...base,
+        normalizer: { type: "Sequence", normalizers: [{ type: "NFKD" }, { type: "StripAccents" }] },
+        pre_tokenizer: { type: "Metaspace", replacement: "\u2581", prepend_scheme: "always", split: true },
+        post_processor: null,
+        decoder: { type: "Metaspace", replacement: "\u2581", prepend_scheme: "always", split: true },
+        model: { type: "Unigram", unk_id: 2, byte_fallback: false, vocab: [["<pad>", 0], ["</s>", 0], ["<unk>", 0], ["\u2581", -2], ["\u2581a", -2], ["b", -3], ["c", -3]] },
+      },
+    ];
+    for (const f of files) {
+      const dir = tmp("val-ok");
+      writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(f));
+      const tok = loadTokenizer(dir);
+      const ids = tok.encode("ab c");
+      expect(ids.every((id) => Number.isInteger(id) && id >= 0 && id < tok.vocabSize)).toBe(true);
+      expect(typeof tok.decode(ids)).toBe("string");
+    }
+  });
+
+  it("a library failure in encode or decode is a TokenizerError naming the file and the call", () => {
+    const t = load(() => {});
+    const tok = t.load() as HfTokenizer;
+    const lib = (tok as unknown as { lib: { encode: unknown; decode: unknown } }).lib;
+    lib.encode = () => {
+      throw new TypeError("boom");
+    };
+    lib.decode = () => {
+      throw new TypeError("bang");
+    };
+    expect(() => tok.encode("the cat")).toThrow(new RegExp(`^${esc(t.file)}: encode failed in @huggingface/tokenizers \\(TypeError: boom\\)`));
+    expect(() => tok.decode([3, 4])).toThrow(new RegExp(`^${esc(t.file)}: decode failed in @huggingface/tokenizers \\(TypeError: bang\\)`));
+    expect(() => tok.decode([-1])).toThrow(RangeError); // a bad id from the caller stays the caller's error
+  });
+});
+
 describe("byte-level tokenizer (ByT5)", () => {
   const tok = new ByteTokenizer();
   it("ids are utf-8 bytes + 3, EOS 1", () => {
@@ -184,7 +292,7 @@ describe("byte-level tokenizer (ByT5)", () => {
     expect(tok.encode("€", { addEos: false })).toEqual([0xe2 + 3, 0x82 + 3, 0xac + 3]);
     expect(tok.countTokens("hé")).toBe(4);
     expect(tok.encodeBatch(["a", "b"])).toEqual([[100, 1], [101, 1]]);
-    expect([tok.vocabSize, tok.padId, tok.eosId, tok.unkId]).toEqual([259, 0, 1, 2]);
+    expect([tok.vocabSize, tok.padId, tok.eosId, tok.unkId]).toEqual([384, 0, 1, 2]);
   });
   it("decodes, dropping specials and malformed bytes like errors='ignore'", () => {
     const text = "Grüße, 世界! 😀";
@@ -194,7 +302,7 @@ describe("byte-level tokenizer (ByT5)", () => {
     // 0xC3 alone, a stray continuation byte, a truncated 3-byte sequence
     expect(decodeUtf8Ignore([0x61, 0xc3, 0x62, 0x80, 0xe2, 0x82, 0x63])).toBe("abc");
     expect(decodeUtf8Ignore([0xed, 0xa0, 0x80, 0x61])).toBe("a"); // surrogate code point: invalid
-    expect(() => tok.decode([259])).toThrow(/outside the byte vocabulary/);
+    expect(() => tok.decode([-3])).toThrow(/not a token id/);
   });
   it("is chosen by the marker file or a ByT5 config", () => {
     const a = tmp("byte");
@@ -203,6 +311,7 @@ describe("byte-level tokenizer (ByT5)", () => {
     const b = tmp("byt5");
     writeFileSync(join(b, "tokenizer_config.json"), JSON.stringify({ tokenizer_class: "ByT5Tokenizer", extra_ids: 0 }));
     expect(detectTokenizerKind(b)).toBe("byte");
+    expect(loadTokenizer(b).vocabSize).toBe(259); // extra_ids from tokenizer_config.json
     const c = tmp("byt5cfg");
     writeFileSync(join(c, "config.json"), JSON.stringify({ _name_or_path: "google/byt5-small", architectures: ["T5ForConditionalGeneration"] }));
     expect(loadTokenizer(c).kind).toBe("byte");
