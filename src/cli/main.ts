@@ -1,5 +1,6 @@
 // The instill command line. Each command lives in its own module with a register function.
 import { Command, CommanderError } from "commander";
+import { InterruptedError } from "../train/trainer.js";
 import { registerDoctor, packageVersion } from "./doctor.js";
 import { registerTrain, registerEval } from "./train.js";
 import { registerDemo } from "./demo.js";
@@ -74,6 +75,6 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     }
     process.stderr.write(`instill: ${(e as Error).message}\n`);
     if (process.env.INSTILL_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
-    process.exitCode = 1;
+    process.exitCode = e instanceof InterruptedError ? 130 : 1;
   }
 }

@@ -18,7 +18,7 @@ import { writeReport } from "../report/report.js";
 import { selectTrain } from "../select/train.js";
 import { buildExamples, tokenizeExamples, type TokenizerLike } from "../train/batches.js";
 import { defaultConfig, type RunConfig } from "../train/config.js";
-import { trainOnTasks } from "../train/trainer.js";
+import { finishedModelDir, trainOnTasks } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/fs.js";
 import { dioDemoRow } from "../dio/demo.js";
 import { tagiDemoRow } from "../tagi/demo.js";
@@ -132,7 +132,7 @@ async function baselineRow(ctx: DemoContext, method: string): Promise<RowRun> {
   const tok = loadTokenizer(ctx.modelDir);
   const tick = stepReporter(ctx.progress, UNITS[method]);
   const tr = await trainOnTasks(cfg, ctx.train, tok, { label: method, hooks: { afterCall: (s) => void tick(s) } });
-  const model = await T5Model.load(tr.modelDir!, { seed: ctx.seed });
+  const model = await T5Model.load(finishedModelDir(tr), { seed: ctx.seed });
   try {
     const ev = await evaluateTasks(model, tok, ctx.test, { ...ctx.evalOptions, encoding: enc, maxTargetLength: cfg.maxTargetLength, seed: ctx.seed, quiet: true });
     writeEvalFiles(join(cfg.out, "eval"), ev);

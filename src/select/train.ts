@@ -6,7 +6,7 @@ import type { SniTask } from "../data/types.js";
 import { evaluateTasks, type Prediction } from "../eval/evaluate.js";
 import { T5Model } from "../model/model.js";
 import type { RunConfig } from "../train/config.js";
-import { trainOnTasks, type TrainHooks } from "../train/trainer.js";
+import { finishedModelDir, trainOnTasks, type TrainHooks } from "../train/trainer.js";
 import type { TokenizerLike } from "../train/batches.js";
 import { Rng } from "../util/rng.js";
 import { examplesOf, instructionOf, poolTaskFromSni } from "./pool.js";
@@ -45,7 +45,7 @@ export interface SelectTrainResult {
 
 async function trainAndEval(cfg: RunConfig, tok: TokenizerLike, train: SniTask[], evalOn: SniTask[], label: string, quiet: boolean, hooks?: TrainHooks) {
   const tr = await trainOnTasks(cfg, train, tok, { label, hooks });
-  const model = await T5Model.load(tr.modelDir!, { seed: cfg.seed });
+  const model = await T5Model.load(finishedModelDir(tr), { seed: cfg.seed });
   try {
     const results = [];
     for (const t of evalOn) {

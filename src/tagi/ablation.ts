@@ -25,7 +25,7 @@ import { T5Model } from "../model/model.js";
 import { installTokenizer, loadTokenizer } from "../model/tokenizer.js";
 import { markdownTable } from "../report/report.js";
 import { defaultConfig, type RunConfig } from "../train/config.js";
-import { trainOnTasks, trainPerTask } from "../train/trainer.js";
+import { finishedModelDir, trainOnTasks, trainPerTask } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/fs.js";
 import { DEFAULT_LOSS, pretrainExamples, Tagi, tagiExamples, type TagiLossWeights } from "./tagi.js";
 
@@ -129,7 +129,7 @@ export async function runTagiAblation(o: { out: string; quick?: boolean; seed?: 
   // 1. the base ("pretrained LM" stand-in)
   say(`base: ${b.baseSteps} steps without instructions`);
   const baseRun = await trainOnTasks(cfgFor(initDir, join(o.out, "base"), NO_INSTR, b.baseSteps), split.train, tok, { label: "base" });
-  const baseDir = baseRun.modelDir!;
+  const baseDir = finishedModelDir(baseRun);
 
   // 2. baselines
   for (const [method, enc] of [
@@ -140,7 +140,7 @@ export async function runTagiAblation(o: { out: string; quick?: boolean; seed?: 
     say(`${method}: ${b.steps} more steps`);
     const cfg = cfgFor(baseDir, join(o.out, "runs", method.replace(/[^a-z0-9]+/gi, "-")), enc, b.steps);
     const tr = await trainOnTasks(cfg, split.train, tok, { label: method });
-    const model = await T5Model.load(tr.modelDir!, { seed });
+    const model = await T5Model.load(finishedModelDir(tr), { seed });
     try {
       const ev = await evaluateTasks(model, tok, split.test, { ...evalOpts, encoding: cfg.encoding, maxTargetLength: cfg.maxTargetLength });
       writeEvalFiles(join(cfg.out, "eval"), ev);

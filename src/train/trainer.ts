@@ -52,6 +52,20 @@ async function fillCheckpoint(model: NativeModelHandle, lora: boolean, dir: stri
   await model.saveTrainingState(join(dir, "training_state.safetensors"));
 }
 
+/** Ctrl-C stopped a run whose result the caller needed (a demo row, a selection run): the CLI exits 130. */
+export class InterruptedError extends Error {
+  constructor(what: string) {
+    super(`${what}: interrupted (Ctrl-C); its last checkpoint is kept`);
+    this.name = "InterruptedError";
+  }
+}
+
+/** The trained model's folder of a finished full-model run; InterruptedError when Ctrl-C stopped it first. */
+export function finishedModelDir(tr: TrainResult): string {
+  if (tr.interrupted || !tr.modelDir) throw new InterruptedError(`training in ${tr.out}`);
+  return tr.modelDir;
+}
+
 /** Trains `model` on `tasks` with `cfg`; resumes from cfg.out's last checkpoint when `resume`. */
 export async function trainOnTasks(
   cfg: RunConfig,

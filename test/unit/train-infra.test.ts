@@ -122,3 +122,14 @@ describe("batches", () => {
     expect(seqA.slice(3)).not.toEqual(seqA.slice(0, 3)); // reshuffled next epoch
   });
 });
+
+describe("interrupted runs whose result a caller needs", () => {
+  it("finishedModelDir returns the model of a finished run and throws InterruptedError (exit 130 in the CLI) otherwise", async () => {
+    const { finishedModelDir, InterruptedError } = await import("../../src/train/trainer.js");
+    const done = { out: "/runs/a", steps: 4, losses: [1], interrupted: false, seconds: 1, modelDir: "/runs/a/model" };
+    expect(finishedModelDir(done)).toBe("/runs/a/model");
+    const stopped = { ...done, interrupted: true, modelDir: undefined };
+    expect(() => finishedModelDir(stopped)).toThrow(InterruptedError);
+    expect(() => finishedModelDir(stopped)).toThrow("training in /runs/a: interrupted (Ctrl-C)");
+  });
+});

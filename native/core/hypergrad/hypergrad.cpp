@@ -567,12 +567,17 @@ void RngState::restore() const {
   }
 }
 
+// The registry entry of a method name; nullptr when unknown (parse_spec has already refused unknown names).
+static const MethodInfo* find_method(const std::string& name) {
+  for (const auto& m : registry())
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
 at::Tensor inner_gradient(const std::string& spec_text, BilevelProblem& problem, const HypergradOptions& options) {
   HypergradSpec spec = parse_spec(spec_text, options);
   check_problem(problem);
-  const MethodInfo* info = nullptr;
-  for (const auto& m : registry())
-    if (m.name == spec.method) info = &m;
+  const MethodInfo* info = find_method(spec.method);
   torch::AutoGradMode enable(true);
   problem.inner_grad.clear();
   problem.inner_rng = RngState::capture(problem.inner_params);
@@ -616,9 +621,7 @@ HypergradSpec parse_spec(const std::string& spec_in, const HypergradOptions& def
   if (name.empty())
     throw ArgumentError(spec_error(spec_in, "no method name (expected name[:K][,key=value]*, methods: " +
                                                 join(method_names()) + ")"));
-  const MethodInfo* info = nullptr;
-  for (const auto& m : registry())
-    if (m.name == name) info = &m;
+  const MethodInfo* info = find_method(name);
   if (!info) throw ArgumentError(spec_error(spec_in, "unknown method '" + name + "' (known: " + join(method_names()) + ")"));
 
   HypergradSpec out;
@@ -660,9 +663,7 @@ HypergradResult compute_hypergradient(const std::string& spec_text, BilevelProbl
   const auto t0 = std::chrono::steady_clock::now();
   HypergradSpec spec = parse_spec(spec_text, options);
   check_problem(problem);
-  const MethodInfo* info = nullptr;
-  for (const auto& m : registry())
-    if (m.name == spec.method) info = &m;
+  const MethodInfo* info = find_method(spec.method);
   torch::AutoGradMode enable(true);
   HypergradResult res = info->fn(problem, spec);
   if (res.grads.size() != problem.outer_params.size())
