@@ -20,6 +20,9 @@ void write_all(int fd, const void* data, size_t n, const std::string& path);
 // pread(2) in a loop: exactly `n` bytes at `offset`; FileError(path, ...) on failure or short file.
 void read_exact(int fd, void* data, size_t n, uint64_t offset, const std::string& path);
 
+// A name or text from a file, for error messages: control bytes as \xNN, at most `limit` bytes, "..." when cut.
+std::string printable(const std::string& s, size_t limit = 120);
+
 bool path_is_regular_file(const std::string& path);
 bool path_is_directory(const std::string& path);
 bool path_exists(const std::string& path);

@@ -36,22 +36,8 @@ const DtypeRow kDtypes[] = {
     {"U8", at::kByte},    {"BOOL", at::kBool},
 };
 
-std::string quote(const std::string& s) {
-  // Names in messages: printable, bounded.
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < 200; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > 200) out += "...";
-  return out + "'";
-}
+// Names in messages: printable, bounded, quoted.
+std::string quote(const std::string& s) { return "'" + printable(s, 200) + "'"; }
 
 [[noreturn]] void fail(const std::string& path, const std::string& msg) { throw FileError(path, msg); }
 [[noreturn]] void fail_tensor(const std::string& path, const std::string& name, const std::string& msg) {

@@ -34,22 +34,6 @@ constexpr int kMaxDims = 64;
 
 [[noreturn]] void fail(const std::string& path, const std::string& msg) { throw FileError(path, msg); }
 
-std::string printable(const std::string& s, size_t limit = 120) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < limit; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\x%02x", c);
-      out += b;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > limit) out += "...";
-  return out;
-}
-
 // ---- byte sources ------------------------------------------------------------------------------------------------
 
 struct Source {

@@ -376,29 +376,29 @@ DioStepStats DioTrainer::step(const DioBatch& train, const DioBatch* meta) {
   return st;
 }
 
+namespace {
+// Eval mode (no dropout) for the scope, then the module's previous mode, also when the body throws.
+struct EvalModeScope {
+  torch::nn::Module& m;
+  const bool was_training;
+  explicit EvalModeScope(torch::nn::Module& module) : m(module), was_training(module.is_training()) { m.eval(); }
+  ~EvalModeScope() { m.train(was_training); }
+};
+}  // namespace
+
 at::Tensor DioTrainer::score_options(const DioBatch& b, const at::Tensor& options) {
   torch::NoGradGuard ng;
-  const bool was_training = model_->is_training();
-  model_->eval();
+  EvalModeScope eval_mode(*model_);
   t5::T5Inputs in;
   in.input_ids = b.batch.input_ids;
   in.attention_mask = b.batch.attention_mask;
-  at::Tensor out;
-  try {
-    set_prefix(b, in);
-    out = t5::score_options(*model_, in, options.to(model_->device())).sum.to(at::kCPU, at::kDouble).contiguous();
-  } catch (...) {
-    if (was_training) model_->train();
-    throw;
-  }
-  if (was_training) model_->train();
-  return out;
+  set_prefix(b, in);
+  return t5::score_options(*model_, in, options.to(model_->device())).sum.to(at::kCPU, at::kDouble).contiguous();
 }
 
 at::Tensor DioTrainer::generate(const DioBatch& b, int64_t max_new_tokens, int64_t num_beams) {
   torch::NoGradGuard ng;
-  const bool was_training = model_->is_training();
-  model_->eval();
+  EvalModeScope eval_mode(*model_);
   t5::T5Inputs in;
   in.input_ids = b.batch.input_ids;
   in.attention_mask = b.batch.attention_mask;
@@ -406,15 +406,7 @@ at::Tensor DioTrainer::generate(const DioBatch& b, int64_t max_new_tokens, int64
   t5::GenerateOptions go;
   go.max_new_tokens = max_new_tokens;
   go.num_beams = num_beams;
-  at::Tensor out;
-  try {
-    out = t5::generate(*model_, in, go);
-  } catch (...) {
-    if (was_training) model_->train();
-    throw;
-  }
-  if (was_training) model_->train();
-  return out;
+  return t5::generate(*model_, in, go);
 }
 
 void DioTrainer::save_phi(const std::string& path) const {
