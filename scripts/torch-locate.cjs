@@ -89,7 +89,7 @@ function cxxFlags(t) {
 
 function coreSources() {
   const root = path.join(__dirname, "..", "native", "core");
-  const dirs = ["common", "io", "t5", "lora", "hypernet", "hypergrad", "select", "train", "dist"];
+  const dirs = ["common", "io", "t5", "lora", "hypernet", "hypergrad", "select", "train", "dio", "dist"];
   const out = [];
   for (const d of dirs) {
     const p = path.join(root, d);

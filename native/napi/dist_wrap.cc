@@ -9,10 +9,9 @@
 
 #include "common/errors.h"
 #include "dist/ddp_bench.h"
-#include "napi/errors.h"
+#include "napi/handle.h"
 #include "napi/marshal.h"
 #include "napi/modules.h"
-#include "napi/worker.h"
 
 namespace instill::napi {
 namespace {
@@ -21,26 +20,12 @@ using instill::dist::ProcessGroup;
 
 Napi::FunctionReference* g_ctor = nullptr;  // the class constructor, alive for the process
 
-std::vector<double> RequireNumbers(const Napi::Value& v, const std::string& arg) {
-  if (!v.IsArray()) throw instill::ArgumentError(arg + ": expected an array of numbers");
-  auto a = v.As<Napi::Array>();
-  std::vector<double> out(a.Length());
-  for (uint32_t i = 0; i < a.Length(); ++i) out[i] = RequireNumber(a.Get(i), arg + "[" + std::to_string(i) + "]");
-  return out;
-}
-
 std::vector<at::Tensor> RequireTensors(const Napi::Value& v, const std::string& arg) {
   if (!v.IsArray()) throw instill::ArgumentError(arg + ": expected an array of tensors");
   auto a = v.As<Napi::Array>();
   std::vector<at::Tensor> out;
   for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(TensorFromJs(a.Get(i), arg + "[" + std::to_string(i) + "]"));
   return out;
-}
-
-Napi::Array NumbersToJs(Napi::Env env, const std::vector<double>& v) {
-  auto a = Napi::Array::New(env, v.size());
-  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), v[i]);
-  return a;
 }
 
 Napi::Array TensorsToJs(Napi::Env env, const std::vector<at::Tensor>& v) {
@@ -99,28 +84,26 @@ Napi::Object BenchResultToJs(Napi::Env env, const instill::dist::DdpBenchResult&
   return o;
 }
 
-class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
+class ProcessGroupWrap : public Handle<ProcessGroupWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "ProcessGroup",
-                       {InstanceAccessor<&ProcessGroupWrap::Rank>("rank"),
-                        InstanceAccessor<&ProcessGroupWrap::WorldSize>("worldSize"),
-                        InstanceAccessor<&ProcessGroupWrap::LocalRank>("localRank"),
-                        InstanceAccessor<&ProcessGroupWrap::Backend>("backend"),
-                        InstanceAccessor<&ProcessGroupWrap::Disposed>("disposed"),
-                        InstanceMethod<&ProcessGroupWrap::Barrier>("barrier"),
-                        InstanceMethod<&ProcessGroupWrap::Broadcast>("broadcast"),
-                        InstanceMethod<&ProcessGroupWrap::AllreduceMean>("allreduceMean"),
-                        InstanceMethod<&ProcessGroupWrap::AllreduceSum>("allreduceSum"),
-                        InstanceMethod<&ProcessGroupWrap::AllgatherScalars>("allgatherScalars"),
-                        InstanceMethod<&ProcessGroupWrap::AllreduceMeanScalars>("allreduceMeanScalars"),
-                        InstanceMethod<&ProcessGroupWrap::Stats>("stats"),
-                        InstanceMethod<&ProcessGroupWrap::ResetStats>("resetStats"),
-                        InstanceMethod<&ProcessGroupWrap::DdpBench>("ddpBench"),
-                        InstanceMethod<&ProcessGroupWrap::Dispose>("dispose")});
+    return DefineHandle(env, "ProcessGroup",
+                        {InstanceAccessor<&ProcessGroupWrap::Rank>("rank"),
+                         InstanceAccessor<&ProcessGroupWrap::WorldSize>("worldSize"),
+                         InstanceAccessor<&ProcessGroupWrap::LocalRank>("localRank"),
+                         InstanceAccessor<&ProcessGroupWrap::Backend>("backend"),
+                         InstanceMethod<&ProcessGroupWrap::Barrier>("barrier"),
+                         InstanceMethod<&ProcessGroupWrap::Broadcast>("broadcast"),
+                         InstanceMethod<&ProcessGroupWrap::AllreduceMean>("allreduceMean"),
+                         InstanceMethod<&ProcessGroupWrap::AllreduceSum>("allreduceSum"),
+                         InstanceMethod<&ProcessGroupWrap::AllgatherScalars>("allgatherScalars"),
+                         InstanceMethod<&ProcessGroupWrap::AllreduceMeanScalars>("allreduceMeanScalars"),
+                         InstanceMethod<&ProcessGroupWrap::Stats>("stats"),
+                         InstanceMethod<&ProcessGroupWrap::ResetStats>("resetStats"),
+                         InstanceMethod<&ProcessGroupWrap::DdpBench>("ddpBench")});
   }
 
-  explicit ProcessGroupWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProcessGroupWrap>(info) {
+  explicit ProcessGroupWrap(const Napi::CallbackInfo& info) : Handle(info, "ProcessGroup", "no group") {
     // Only distInit() constructs these, passing the group as an External.
     if (info.Length() != 1 || !info[0].IsExternal()) {
       Napi::TypeError::New(info.Env(), "ProcessGroup: create one with distInit(options)").ThrowAsJavaScriptException();
@@ -129,42 +112,48 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
     pg_ = *info[0].As<Napi::External<std::shared_ptr<ProcessGroup>>>().Data();
   }
 
-  std::shared_ptr<ProcessGroup> group(const char* what) const {
-    if (!pg_) throw instill::ArgumentError(std::string("ProcessGroup.") + what + ": the process group was disposed");
+  // The group for another handle's call (a training call's options.processGroup): refused once disposed.
+  std::shared_ptr<ProcessGroup> group(const std::string& arg) const {
+    if (!pg_) throw instill::ArgumentError(arg + ": the process group was disposed");
     return pg_;
   }
 
  private:
+  bool HasState() const override { return pg_ != nullptr; }
+  void DropState() override { pg_.reset(); }
+
+  // A synchronous query of the group.
+  template <class F>
+  Napi::Value Query(const Napi::CallbackInfo& info, const char* what, F f) {
+    return Guard(info, [&]() -> Napi::Value {
+      Check(Env(), what, true, Access::Shared);
+      return f(info.Env(), *pg_);
+    });
+  }
   Napi::Value Rank(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), group("rank")->rank()); });
+    return Query(info, "rank", [](Napi::Env e, ProcessGroup& pg) { return Napi::Number::New(e, pg.rank()); });
   }
   Napi::Value WorldSize(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), group("worldSize")->world_size()); });
+    return Query(info, "worldSize", [](Napi::Env e, ProcessGroup& pg) { return Napi::Number::New(e, pg.world_size()); });
   }
   Napi::Value LocalRank(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), group("localRank")->local_rank()); });
+    return Query(info, "localRank", [](Napi::Env e, ProcessGroup& pg) { return Napi::Number::New(e, pg.local_rank()); });
   }
   Napi::Value Backend(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value { return Napi::String::New(info.Env(), group("backend")->backend()); });
+    return Query(info, "backend", [](Napi::Env e, ProcessGroup& pg) { return Napi::String::New(e, pg.backend()); });
   }
-  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !pg_); }
 
-  // Runs body(pg) on a worker thread; one call in flight per handle.
-  Napi::Value Run(const Napi::CallbackInfo& info, const char* what, std::function<void(ProcessGroup&)> body,
-                  TaskWorker::Finish finish) {
-    auto pg = group(what);
-    if (busy_->exchange(true))
-      throw instill::ArgumentError(std::string("ProcessGroup.") + what +
-                                   ": another collective is in flight on this group; await it first");
-    auto busy = busy_;
-    return TaskWorker::Start(
-        info.Env(), "instill.dist", [pg, body](const Reporter&) { body(*pg); }, std::move(finish),
-        /*grad_enabled=*/false, std::nullopt, nullptr, info.This().As<Napi::Object>(), [busy] { busy->store(false); });
+  // Runs body(pg) on a worker thread: one collective in flight per handle (c10d wants the same order on every rank).
+  Napi::Value Collective(const Napi::CallbackInfo& info, const char* what, std::function<void(ProcessGroup&)> body,
+                         TaskWorker::Finish finish) {
+    Check(Env(), what);
+    auto pg = pg_;
+    return Run(info, what, [pg, body](const Reporter&) { body(*pg); }, std::move(finish), /*grad=*/false);
   }
 
   Napi::Value Barrier(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      return Run(info, "barrier", [](ProcessGroup& pg) { pg.barrier(); }, nullptr);
+      return Collective(info, "barrier", [](ProcessGroup& pg) { pg.barrier(); }, nullptr);
     });
   }
 
@@ -173,60 +162,48 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
       auto ts = std::make_shared<std::vector<at::Tensor>>(RequireTensors(info[0], "tensors"));
       int root = 0;
       if (info.Length() > 1 && !info[1].IsUndefined()) root = static_cast<int>(RequireInt(info[1], "root", 0, 1 << 20));
-      return Run(
+      return Collective(
           info, "broadcast", [ts, root](ProcessGroup& pg) { pg.broadcast_(*ts, root); },
           [ts](Napi::Env env) -> Napi::Value { return TensorsToJs(env, *ts); });
     });
   }
 
   Napi::Value Allreduce(const Napi::CallbackInfo& info, bool mean) {
-    auto ts = std::make_shared<std::vector<at::Tensor>>(RequireTensors(info[0], "tensors"));
-    int64_t bucket = ProcessGroup::kDefaultBucketBytes;
-    if (info.Length() > 1 && info[1].IsObject()) {
-      if (auto f = OptionalField(info[1].As<Napi::Object>(), "bucketBytes"))
-        bucket = RequireInt(*f, "options.bucketBytes", 1, int64_t{1} << 40);
-    }
-    return Run(
-        info, mean ? "allreduceMean" : "allreduceSum",
-        [ts, bucket, mean](ProcessGroup& pg) {
-          if (mean)
-            pg.allreduce_mean_(*ts, bucket);
-          else
-            pg.allreduce_sum_(*ts, bucket);
-        },
-        [ts](Napi::Env env) -> Napi::Value { return TensorsToJs(env, *ts); });
-  }
-  Napi::Value AllreduceMean(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value { return Allreduce(info, true); });
-  }
-  Napi::Value AllreduceSum(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value { return Allreduce(info, false); });
-  }
-
-  Napi::Value AllgatherScalars(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      auto in = std::make_shared<std::vector<double>>(RequireNumbers(info[0], "values"));
+      auto ts = std::make_shared<std::vector<at::Tensor>>(RequireTensors(info[0], "tensors"));
+      int64_t bucket = ProcessGroup::kDefaultBucketBytes;
+      if (info.Length() > 1 && info[1].IsObject())
+        if (auto f = OptionalField(info[1].As<Napi::Object>(), "bucketBytes"))
+          bucket = RequireInt(*f, "options.bucketBytes", 1, int64_t{1} << 40);
+      return Collective(
+          info, mean ? "allreduceMean" : "allreduceSum",
+          [ts, bucket, mean](ProcessGroup& pg) {
+            if (mean) pg.allreduce_mean_(*ts, bucket);
+            else pg.allreduce_sum_(*ts, bucket);
+          },
+          [ts](Napi::Env env) -> Napi::Value { return TensorsToJs(env, *ts); });
+    });
+  }
+  Napi::Value AllreduceMean(const Napi::CallbackInfo& info) { return Allreduce(info, true); }
+  Napi::Value AllreduceSum(const Napi::CallbackInfo& info) { return Allreduce(info, false); }
+
+  Napi::Value Scalars(const Napi::CallbackInfo& info, const char* what, bool gather) {
+    return Guard(info, [&]() -> Napi::Value {
+      auto in = std::make_shared<std::vector<double>>(RequireNumberArray(info[0], "values"));
       auto out = std::make_shared<std::vector<double>>();
-      return Run(
-          info, "allgatherScalars", [in, out](ProcessGroup& pg) { *out = pg.allgather_scalars(*in); },
+      return Collective(
+          info, what,
+          [in, out, gather](ProcessGroup& pg) { *out = gather ? pg.allgather_scalars(*in) : pg.allreduce_mean_scalars(*in); },
           [out](Napi::Env env) -> Napi::Value { return NumbersToJs(env, *out); });
     });
   }
-
-  Napi::Value AllreduceMeanScalars(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value {
-      auto in = std::make_shared<std::vector<double>>(RequireNumbers(info[0], "values"));
-      auto out = std::make_shared<std::vector<double>>();
-      return Run(
-          info, "allreduceMeanScalars", [in, out](ProcessGroup& pg) { *out = pg.allreduce_mean_scalars(*in); },
-          [out](Napi::Env env) -> Napi::Value { return NumbersToJs(env, *out); });
-    });
-  }
+  Napi::Value AllgatherScalars(const Napi::CallbackInfo& info) { return Scalars(info, "allgatherScalars", true); }
+  Napi::Value AllreduceMeanScalars(const Napi::CallbackInfo& info) { return Scalars(info, "allreduceMeanScalars", false); }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value {
-      const auto s = group("stats")->stats();
-      auto o = Napi::Object::New(info.Env());
+    return Query(info, "stats", [](Napi::Env e, ProcessGroup& pg) -> Napi::Value {
+      const auto s = pg.stats();
+      auto o = Napi::Object::New(e);
       o.Set("calls", static_cast<double>(s.calls));
       o.Set("buckets", static_cast<double>(s.buckets));
       o.Set("bytes", static_cast<double>(s.bytes));
@@ -237,8 +214,8 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
 
   Napi::Value ResetStats(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      if (busy_->load()) throw instill::ArgumentError("ProcessGroup.resetStats: a collective is in flight");
-      group("resetStats")->reset_stats();
+      Check(Env(), "resetStats");
+      pg_->reset_stats();
       return info.Env().Undefined();
     });
   }
@@ -247,22 +224,13 @@ class ProcessGroupWrap : public Napi::ObjectWrap<ProcessGroupWrap> {
     return Guard(info, [&]() -> Napi::Value {
       auto opts = BenchOptionsFromJs(info[0]);
       auto out = std::make_shared<instill::dist::DdpBenchResult>();
-      return Run(
+      return Collective(
           info, "ddpBench", [opts, out](ProcessGroup& pg) { *out = instill::dist::ddp_bench(&pg, opts); },
           [out](Napi::Env env) -> Napi::Value { return BenchResultToJs(env, *out); });
     });
   }
 
-  Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value {
-      if (busy_->load()) throw instill::ArgumentError("ProcessGroup.dispose: a collective is in flight; await it first");
-      pg_.reset();
-      return info.Env().Undefined();
-    });
-  }
-
   std::shared_ptr<ProcessGroup> pg_;
-  std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 // distInit(options?) -> Promise<ProcessGroup>: rendezvous (blocking, on a worker thread).
@@ -307,10 +275,16 @@ Napi::Value DdpBenchLocal(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+std::shared_ptr<train::GradSync> GradSyncFromJs(const Napi::Object& options, const std::string& arg) {
+  auto v = OptionalField(options, "processGroup");
+  if (!v) return nullptr;
+  return std::make_shared<train::GradSync>(instill::dist::make_grad_sync(ProcessGroupFromJs(*v, arg + ".processGroup")));
+}
+
 std::shared_ptr<instill::dist::ProcessGroup> ProcessGroupFromJs(const Napi::Value& v, const std::string& arg) {
   if (!g_ctor || !v.IsObject() || !v.As<Napi::Object>().InstanceOf(g_ctor->Value()))
     throw instill::ArgumentError(arg + ": expected a ProcessGroup (from distInit)");
-  return ProcessGroupWrap::Unwrap(v.As<Napi::Object>())->group("use");
+  return ProcessGroupWrap::Unwrap(v.As<Napi::Object>())->group(arg);
 }
 
 void InitDist(Napi::Env env, Napi::Object exports) {

@@ -1,4 +1,4 @@
-// Two-layer error handling for every addon entry point (ARCHITECTURE.md):
+// Two-layer error handling for every addon entry point (README "Errors"):
 // argument problems become TypeError/RangeError, anything thrown by LibTorch or the core becomes
 // an Error with its message. No exception ever escapes to N-API, so no input can abort the process.
 #pragma once

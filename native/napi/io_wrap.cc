@@ -85,7 +85,24 @@ Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Array EntriesToJs(Napi::Env env, const std::vector<io::SafetensorsEntry>& entries);
+Napi::Array EntriesToJs(Napi::Env env, const std::vector<io::SafetensorsEntry>& entries) {
+  auto list = Napi::Array::New(env, entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    auto t = Napi::Object::New(env);
+    t.Set("name", e.name);
+    t.Set("dtype", DtypeName(e.dtype));
+    auto shape = Napi::Array::New(env, e.shape.size());
+    for (size_t d = 0; d < e.shape.size(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(e.shape[d]));
+    t.Set("shape", shape);
+    auto off = Napi::Array::New(env, 2);
+    off.Set(uint32_t(0), static_cast<double>(e.begin));
+    off.Set(uint32_t(1), static_cast<double>(e.end));
+    t.Set("dataOffsets", off);
+    list.Set(static_cast<uint32_t>(i), t);
+  }
+  return list;
+}
 
 // readSafetensorsHeader(path) -> {metadata, headerBytes, dataBytes, tensors: [{name, dtype, shape, dataOffsets}]}
 Napi::Value ReadSafetensorsHeader(const Napi::CallbackInfo& info) {
@@ -119,15 +136,8 @@ Napi::Value ConvertCheckpoint(const Napi::CallbackInfo& info) {
     uint64_t max_shard = 0;
     if (info.Length() > 2 && !info[2].IsUndefined()) {
       auto o = RequireObject(info[2], "options");
-      if (auto v = OptionalField(o, "dtype")) {
-        std::string d = RequireString(*v, "options.dtype");
-        if (d == "float32") dtype = at::kFloat;
-        else if (d == "float64") dtype = at::kDouble;
-        else if (d == "bfloat16") dtype = at::kBFloat16;
-        else if (d == "float16") dtype = at::kHalf;
-        else if (d != "stored")
-          throw instill::ArgumentError("options.dtype: expected 'stored', 'float32', 'bfloat16', 'float16' or 'float64', got '" + d + "'");
-      }
+      if (auto v = OptionalField(o, "dtype"))
+        dtype = FloatDtypeFromJs(*v, "options.dtype", {"stored", "float32", "bfloat16", "float16", "float64"});
       if (auto v = OptionalField(o, "maxShardBytes")) max_shard = static_cast<uint64_t>(RequireInt(*v, "options.maxShardBytes", 0, int64_t{1} << 52));
     }
     auto result = std::make_shared<io::ConvertResult>();
@@ -138,37 +148,12 @@ Napi::Value ConvertCheckpoint(const Napi::CallbackInfo& info) {
           auto o = Napi::Object::New(env);
           o.Set("tensors", static_cast<double>(result->tensors));
           o.Set("bytes", static_cast<double>(result->bytes));
-          auto d = Napi::Array::New(env, result->dropped.size());
-          for (size_t i = 0; i < result->dropped.size(); ++i) d.Set(static_cast<uint32_t>(i), result->dropped[i]);
-          o.Set("dropped", d);
-          auto f = Napi::Array::New(env, result->files.size());
-          for (size_t i = 0; i < result->files.size(); ++i) f.Set(static_cast<uint32_t>(i), result->files[i]);
-          o.Set("files", f);
+          o.Set("dropped", StringsToJs(env, result->dropped));
+          o.Set("files", StringsToJs(env, result->files));
           return o;
         },
         /*grad_enabled=*/false);
   });
-}
-
-Napi::Array EntriesToJs(Napi::Env env, const std::vector<io::SafetensorsEntry>& entries) {
-  {
-    auto list = Napi::Array::New(env, entries.size());
-    for (size_t i = 0; i < entries.size(); ++i) {
-      const auto& e = entries[i];
-      auto t = Napi::Object::New(env);
-      t.Set("name", e.name);
-      t.Set("dtype", DtypeName(e.dtype));
-      auto shape = Napi::Array::New(env, e.shape.size());
-      for (size_t d = 0; d < e.shape.size(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(e.shape[d]));
-      t.Set("shape", shape);
-      auto off = Napi::Array::New(env, 2);
-      off.Set(uint32_t(0), static_cast<double>(e.begin));
-      off.Set(uint32_t(1), static_cast<double>(e.end));
-      t.Set("dataOffsets", off);
-      list.Set(static_cast<uint32_t>(i), t);
-    }
-    return list;
-  }
 }
 
 // writeSafetensors(path, tensors: [name, tensor][], metadata?) -> Promise<void>
@@ -198,10 +183,7 @@ Napi::Value ReadCheckpointWeights(const Napi::CallbackInfo& info) {
 // checkpointWeightFiles(dir) -> string[]
 Napi::Value CheckpointWeightFiles(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
-    auto files = io::checkpoint_weight_files(RequireString(info[0], "dir"));
-    auto a = Napi::Array::New(info.Env(), files.size());
-    for (size_t i = 0; i < files.size(); ++i) a.Set(static_cast<uint32_t>(i), files[i]);
-    return a;
+    return StringsToJs(info.Env(), io::checkpoint_weight_files(RequireString(info[0], "dir")));
   });
 }
 
@@ -219,10 +201,7 @@ Napi::Value ReadPeftAdapter(const Napi::CallbackInfo& info) {
           o.Set("r", static_cast<double>(result->r));
           o.Set("alpha", result->alpha);
           o.Set("scaling", result->scaling);
-          auto tm = Napi::Array::New(env, result->target_modules.size());
-          for (size_t i = 0; i < result->target_modules.size(); ++i)
-            tm.Set(static_cast<uint32_t>(i), result->target_modules[i]);
-          o.Set("targetModules", tm);
+          o.Set("targetModules", StringsToJs(env, result->target_modules));
           o.Set("baseModelNameOrPath", result->base_model_name_or_path);
           auto mods = Napi::Array::New(env, result->modules.size());
           for (size_t i = 0; i < result->modules.size(); ++i) {

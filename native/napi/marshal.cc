@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "common/errors.h"
+#include "train/t5_task.h"
 
 namespace instill::napi {
 namespace {
@@ -110,6 +111,164 @@ std::optional<Napi::Function> OptionalFunction(const Napi::Object& o, const char
   if (!v) return std::nullopt;
   if (!v->IsFunction()) throw instill::ArgumentError(arg + "." + key + ": expected a function");
   return v->As<Napi::Function>();
+}
+
+Napi::Object OptionsArg(const Napi::CallbackInfo& info, size_t i, const std::string& arg) {
+  if (info.Length() > i && !info[i].IsUndefined()) return RequireObject(info[i], arg);
+  return Napi::Object::New(info.Env());
+}
+
+at::Tensor TensorField(const Napi::Object& o, const char* key, const std::string& arg, bool required) {
+  auto v = OptionalField(o, key);
+  if (!v) {
+    if (required) throw instill::ArgumentError(arg + "." + key + ": missing");
+    return at::Tensor();
+  }
+  return TensorFromJs(*v, arg + "." + key);
+}
+
+std::vector<std::string> RequireStringArray(const Napi::Value& v, const std::string& arg) {
+  if (!v.IsArray()) throw instill::ArgumentError(arg + ": expected an array of strings");
+  auto a = v.As<Napi::Array>();
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(RequireString(a.Get(i), arg + "[" + std::to_string(i) + "]"));
+  return out;
+}
+
+std::vector<double> RequireNumberArray(const Napi::Value& v, const std::string& arg) {
+  if (!v.IsArray()) throw instill::ArgumentError(arg + ": expected an array of numbers");
+  auto a = v.As<Napi::Array>();
+  std::vector<double> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) out[i] = RequireNumber(a.Get(i), arg + "[" + std::to_string(i) + "]");
+  return out;
+}
+
+uint64_t RequireSeed(const Napi::Value& v, const std::string& arg) {
+  return static_cast<uint64_t>(RequireInt(v, arg, 0, int64_t{1} << 52));
+}
+
+double RequireLossScale(const Napi::Value& v, const std::string& arg) {
+  const double x = RequireNumber(v, arg);
+  if (!(x >= 0)) throw instill::RangeError(arg + ": expected a finite number >= 0, got " + std::to_string(x));
+  return x;
+}
+
+at::ScalarType FloatDtypeFromJs(const Napi::Value& v, const std::string& arg, std::initializer_list<const char*> allowed) {
+  const std::string d = RequireString(v, arg);
+  const std::vector<const char*> names(allowed);
+  std::string list;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (d == names[i]) return d == "stored" ? at::ScalarType::Undefined : DtypeFromName(d, arg);
+    list += std::string(i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + "'" + names[i] + "'";
+  }
+  throw instill::ArgumentError(arg + ": expected " + list + ", got '" + d + "'");
+}
+
+Napi::Array NumbersToJs(Napi::Env env, const std::vector<double>& v, bool nan_as_null) {
+  auto a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    a.Set(static_cast<uint32_t>(i), nan_as_null && std::isnan(v[i]) ? env.Null() : Napi::Number::New(env, v[i]));
+  return a;
+}
+
+Napi::Array StringsToJs(Napi::Env env, const std::vector<std::string>& v) {
+  auto a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), v[i]);
+  return a;
+}
+
+Napi::Array TokenRowsToJs(Napi::Env env, const std::vector<std::vector<int64_t>>& rows) {
+  auto a = Napi::Array::New(env, rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto r = Napi::Array::New(env, rows[i].size());
+    for (size_t j = 0; j < rows[i].size(); ++j) r.Set(static_cast<uint32_t>(j), static_cast<double>(rows[i][j]));
+    a.Set(static_cast<uint32_t>(i), r);
+  }
+  return a;
+}
+
+train::OptimConfig OptimConfigFromJs(const Napi::Value& v, const std::string& arg, train::OptimConfig c,
+                                     std::initializer_list<const char*> required) {
+  auto o = RequireObject(v, arg);
+  for (const char* k : required)
+    if (!OptionalField(o, k)) {
+      const std::string f = std::string(k);
+      throw instill::ArgumentError(arg + "." + f + ": " +
+                                   (f == "name" ? "expected 'adamw' or 'adafactor'"
+                                    : f == "lr" ? "expected a number"
+                                                : "expected an integer"));
+    }
+  const auto key = [&](const char* k) { return arg + "." + k; };
+  if (auto x = OptionalField(o, "name")) c.name = RequireString(*x, key("name"));
+  if (auto x = OptionalField(o, "lr")) c.lr = RequireNumber(*x, key("lr"));
+  if (auto x = OptionalField(o, "totalSteps")) c.total_steps = RequireInt(*x, key("totalSteps"), 1, int64_t{1} << 40);
+  if (auto x = OptionalField(o, "weightDecay")) c.weight_decay = RequireNumber(*x, key("weightDecay"));
+  if (auto x = OptionalField(o, "betas")) {
+    if (!x->IsArray() || x->As<Napi::Array>().Length() != 2) throw instill::ArgumentError(key("betas") + ": expected [beta1, beta2]");
+    auto a = x->As<Napi::Array>();
+    c.beta1 = RequireNumber(a.Get(uint32_t(0)), key("betas[0]"));
+    c.beta2 = RequireNumber(a.Get(uint32_t(1)), key("betas[1]"));
+  }
+  if (auto x = OptionalField(o, "eps")) c.eps = RequireNumber(*x, key("eps"));
+  if (auto x = OptionalField(o, "schedule")) c.schedule = RequireString(*x, key("schedule"));
+  if (auto x = OptionalField(o, "warmupSteps")) c.warmup_steps = RequireInt(*x, key("warmupSteps"), 0, int64_t{1} << 40);
+  if (auto x = OptionalField(o, "clipNorm")) c.clip_norm = RequireNumber(*x, key("clipNorm"));
+  if (auto x = OptionalField(o, "gradAccumulation")) c.grad_accumulation = RequireInt(*x, key("gradAccumulation"), 1, 1 << 20);
+  if (auto x = OptionalField(o, "scaleParameter")) c.scale_parameter = RequireBool(*x, key("scaleParameter"));
+  c.validate();
+  return c;
+}
+
+t5::GenerateOptions GenerateOptionsFromJs(const Napi::Value& v, const std::string& arg, bool required) {
+  t5::GenerateOptions g;
+  if (!required && (v.IsUndefined() || v.IsNull())) return g;
+  auto o = RequireObject(v, arg);
+  auto mnt = OptionalField(o, "maxNewTokens");
+  if (!mnt && required) throw instill::ArgumentError(arg + ".maxNewTokens: expected an integer");
+  if (mnt) g.max_new_tokens = RequireInt(*mnt, arg + ".maxNewTokens", 0, 1 << 20);
+  if (auto x = OptionalField(o, "numBeams")) g.num_beams = RequireInt(*x, arg + ".numBeams", 1, 1024);
+  return g;
+}
+
+t5::T5Config T5ConfigFromSpec(const std::string& spec, int64_t vocab, const std::string& arg) {
+  t5::T5Config cfg;
+  if (!spec.empty() && spec.front() == '{') {
+    cfg = t5::T5Config::from_json(spec, arg);
+    if (vocab > 0) cfg.vocab_size = vocab;
+  } else {
+    cfg = t5::preset(spec, vocab > 0 ? vocab : 32128);
+  }
+  cfg.validate(arg);
+  return cfg;
+}
+
+train::Batch BatchFromJs(const Napi::Object& o, const std::string& arg, const t5::T5Config& cfg, bool labels_required,
+                         at::Device device) {
+  return train::check_batch(cfg, TensorField(o, "inputIds", arg), TensorField(o, "attentionMask", arg),
+                            TensorField(o, "labels", arg), arg, labels_required, device);
+}
+
+ProgressEvent StepProgressEvent(const train::StepProgress& p) {
+  return {{{"step", static_cast<double>(p.global_step)},
+           {"stepInCall", static_cast<double>(p.step_in_call)},
+           {"stepsInCall", static_cast<double>(p.steps_in_call)},
+           {"loss", p.loss},
+           {"gradNorm", p.grad_norm},
+           {"lr", p.lr},
+           {"tokens", static_cast<double>(p.tokens)},
+           {"seconds", p.seconds}},
+          ""};
+}
+
+void StepsResultToJs(Napi::Object o, const train::TrainStepsResult& r, bool nan_as_null) {
+  Napi::Env env = o.Env();
+  o.Set("losses", NumbersToJs(env, r.losses, nan_as_null));
+  o.Set("gradNorms", NumbersToJs(env, r.grad_norms, nan_as_null));
+  o.Set("lrs", NumbersToJs(env, r.lrs, nan_as_null));
+  o.Set("tokens", static_cast<double>(r.tokens));
+  o.Set("seconds", r.seconds);
+  o.Set("step", static_cast<double>(r.step));
+  o.Set("cancelled", r.cancelled);
 }
 
 at::Tensor TensorFromJs(const Napi::Value& v, const std::string& arg) {

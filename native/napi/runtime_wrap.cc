@@ -22,9 +22,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
     o.Set("torchVersion", r.torch_version);
     o.Set("cudaBuild", r.cuda_build);
     o.Set("cudaAvailable", r.cuda_available);
-    auto devs = Napi::Array::New(env, r.cuda_devices.size());
-    for (size_t i = 0; i < r.cuda_devices.size(); ++i) devs.Set(static_cast<uint32_t>(i), r.cuda_devices[i]);
-    o.Set("cudaDevices", devs);
+    o.Set("cudaDevices", StringsToJs(env, r.cuda_devices));
     o.Set("intraOpThreads", instill::get_threads());
     o.Set("interOpThreads", r.inter_op_threads);
     o.Set("blasThreads", instill::blas_threads());

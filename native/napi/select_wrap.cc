@@ -1,6 +1,6 @@
-// Exact top-k glue (native/core/select): a TopkIndex class that keeps the pool native side, a one-shot
-// topk(queries, pool, k) and readBandwidthBench. Searches run on a worker thread (TaskWorker) on a
-// snapshot of the index's row blocks, so add() during a search is safe; dispose() is refused meanwhile.
+// Exact top-k glue (native/core/select): a TopkIndex handle (napi/handle.h) that keeps the pool native side, a one-shot
+// topk(queries, pool, k) and readBandwidthBench. Searches run on a worker thread on a snapshot of the index's row
+// blocks (Access::Shared), so searches may overlap and add() during a search is safe; dispose() is refused meanwhile.
 #include <napi.h>
 
 #include <ATen/ATen.h>
@@ -12,10 +12,9 @@
 #include <vector>
 
 #include "common/errors.h"
-#include "napi/errors.h"
+#include "napi/handle.h"
 #include "napi/marshal.h"
 #include "napi/modules.h"
-#include "napi/worker.h"
 #include "select/topk.h"
 
 namespace instill::napi {
@@ -48,21 +47,18 @@ void WireProgress(instill::TopkOptions& o, const Reporter& report, bool wanted) 
   o.cancel = report.cancel_flag();
 }
 
-class TopkIndexWrap : public Napi::ObjectWrap<TopkIndexWrap> {
+class TopkIndexWrap : public Handle<TopkIndexWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "TopkIndex",
-                       {InstanceMethod<&TopkIndexWrap::Add>("add"),
-                        InstanceMethod<&TopkIndexWrap::AddRandom>("addRandom"),
-                        InstanceMethod<&TopkIndexWrap::Search>("search"),
-                        InstanceMethod<&TopkIndexWrap::Dispose>("dispose"),
-                        InstanceAccessor<&TopkIndexWrap::Size>("size"),
-                        InstanceAccessor<&TopkIndexWrap::Dim>("dim"),
-                        InstanceAccessor<&TopkIndexWrap::Bytes>("bytes"),
-                        InstanceAccessor<&TopkIndexWrap::Disposed>("disposed")});
+    return DefineHandle(env, "TopkIndex",
+                        {InstanceMethod<&TopkIndexWrap::Add>("add"),
+                         InstanceMethod<&TopkIndexWrap::AddRandom>("addRandom"),
+                         InstanceMethod<&TopkIndexWrap::Search>("search"),
+                         InstanceAccessor<&TopkIndexWrap::Size>("size"),
+                         InstanceAccessor<&TopkIndexWrap::Dim>("dim")});
   }
 
-  explicit TopkIndexWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TopkIndexWrap>(info) {
+  explicit TopkIndexWrap(const Napi::CallbackInfo& info) : Handle(info, "TopkIndex", "not constructed") {
     try {
       auto opts = RequireObject(info[0], "options");
       auto dimV = OptionalField(opts, "dim");
@@ -76,19 +72,10 @@ class TopkIndexWrap : public Napi::ObjectWrap<TopkIndexWrap> {
     }
   }
 
-  ~TopkIndexWrap() override = default;  // the blocks are freed with index_ (finalizer as a backstop)
-
  private:
-  instill::TopkIndex& live(const char* what) {
-    if (!index_) throw Napi::Error::New(Env(), std::string("TopkIndex.") + what + ": the index is disposed");
-    return *index_;
-  }
-
-  void AccountBytes(Napi::Env env) {
-    int64_t now = index_ ? index_->bytes() : 0;
-    if (now != accounted_) Napi::MemoryManagement::AdjustExternalMemory(env, now - accounted_);
-    accounted_ = now;
-  }
+  bool HasState() const override { return index_ != nullptr; }
+  int64_t StateBytes() const override { return index_ ? index_->bytes() : 0; }
+  void DropState() override { index_.reset(); }
 
   void CheckGrowth(int64_t extra) {
     if (index_->size() + extra > kMaxRows)
@@ -96,14 +83,14 @@ class TopkIndexWrap : public Napi::ObjectWrap<TopkIndexWrap> {
                                 std::to_string(index_->size() + extra));
   }
 
-  // add(rows: {data: Float32Array, shape: [n, dim]}): number (the new size). Copies the rows.
+  // add(rows: {data: Float32Array, shape: [n, dim]}): number (the new size). Copies the rows; safe during a search.
   Napi::Value Add(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      auto& index = live("add");
+      Check(Env(), "add", true, Access::Shared);
       at::Tensor rows = TensorFromJs(info[0], "rows");
       if (rows.dim() == 2) CheckGrowth(rows.size(0));
-      int64_t n = index.add(rows);
-      AccountBytes(info.Env());
+      int64_t n = index_->add(rows);
+      Account(info.Env());
       return Napi::Number::New(info.Env(), static_cast<double>(n));
     });
   }
@@ -112,29 +99,22 @@ class TopkIndexWrap : public Napi::ObjectWrap<TopkIndexWrap> {
   // generated natively in parallel: for benchmarks and tests.
   Napi::Value AddRandom(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      live("addRandom");
+      Check(Env(), "addRandom", true, Access::Shared);
       auto opts = RequireObject(info[0], "options");
       auto rowsV = OptionalField(opts, "rows");
       if (!rowsV) throw instill::ArgumentError("options.rows: expected an integer");
       int64_t n = RequireInt(*rowsV, "options.rows", 0, kMaxRows);
-      int64_t seed = 0;
-      if (auto v = OptionalField(opts, "seed")) seed = RequireInt(*v, "options.seed", 0, int64_t{1} << 52);
+      uint64_t seed = 0;
+      if (auto v = OptionalField(opts, "seed")) seed = RequireSeed(*v, "options.seed");
       CheckGrowth(n);
       auto index = index_;
       auto blocks = std::make_shared<std::vector<at::Tensor>>();
-      ++*inflight_;
-      auto inflight = inflight_;
-      return TaskWorker::Start(
-          info.Env(), "instill.TopkIndex.addRandom",
-          [=](const Reporter&) { *blocks = index->random_blocks(n, static_cast<uint64_t>(seed)); },
-          [this, blocks](Napi::Env env) -> Napi::Value {
-            if (!index_) throw Napi::Error::New(env, "TopkIndex.addRandom: the index was disposed");
-            CheckGrowth(0);
-            int64_t size = index_->add_blocks(*blocks);
-            AccountBytes(env);
-            return Napi::Number::New(env, static_cast<double>(size));
-          },
-          false, std::nullopt, nullptr, info.This().As<Napi::Object>(), [inflight] { --*inflight; });
+      return Run(info, "addRandom", [=](const Reporter&) { *blocks = index->random_blocks(n, seed); },
+                 [this, blocks](Napi::Env env) -> Napi::Value {
+                   CheckGrowth(0);
+                   return Napi::Number::New(env, static_cast<double>(index_->add_blocks(*blocks)));
+                 },
+                 false, std::nullopt, Access::Shared);
     });
   }
 
@@ -142,41 +122,26 @@ class TopkIndexWrap : public Napi::ObjectWrap<TopkIndexWrap> {
   //   Promise<{scores: [Q, k] float32, indices: [Q, k] int32}>
   Napi::Value Search(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      auto& index = live("search");
+      Check(Env(), "search", true, Access::Shared);
       at::Tensor queries = TensorFromJs(info[0], "queries");
       int64_t k = RequireInt(info[1], "k", std::numeric_limits<int32_t>::min(), kMaxRows);
-      Napi::Object opts = info.Length() > 2 && !info[2].IsUndefined() ? RequireObject(info[2], "options")
-                                                                         : Napi::Object::New(info.Env());
+      Napi::Object opts = OptionsArg(info, 2);
       int64_t chunk = ChunkRows(opts, "options");
       auto cb = OptionalFunction(opts, "onProgress", "options");
-      queries = index.prepare_queries(queries);  // argument errors surface synchronously
-      auto blocks = std::make_shared<std::vector<at::Tensor>>(index.blocks());
+      queries = index_->prepare_queries(queries);  // argument errors surface synchronously
+      auto blocks = std::make_shared<std::vector<at::Tensor>>(index_->blocks());
       instill::check_topk_args(queries, *blocks, k, chunk);
       auto result = std::make_shared<instill::TopkResult>();
-      auto cancel = std::make_shared<std::atomic<bool>>(false);
       bool want_progress = cb.has_value();
-      ++*inflight_;
-      auto inflight = inflight_;
-      return TaskWorker::Start(
-          info.Env(), "instill.TopkIndex.search",
+      return Run(
+          info, "search",
           [=](const Reporter& report) {
             instill::TopkOptions o;
             o.chunk_rows = chunk;
             WireProgress(o, report, want_progress);
             *result = instill::exact_topk(queries, *blocks, k, o);
           },
-          [result](Napi::Env env) -> Napi::Value { return ResultToJs(env, *result); }, false, cb, cancel,
-          info.This().As<Napi::Object>(), [inflight] { --*inflight; });
-    });
-  }
-
-  Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value {
-      if (*inflight_ > 0)
-        throw Napi::Error::New(info.Env(), "TopkIndex.dispose: refused while a search or addRandom is in flight");
-      index_.reset();
-      AccountBytes(info.Env());
-      return info.Env().Undefined();
+          [result](Napi::Env env) -> Napi::Value { return ResultToJs(env, *result); }, false, cb, Access::Shared);
     });
   }
 
@@ -186,14 +151,8 @@ class TopkIndexWrap : public Napi::ObjectWrap<TopkIndexWrap> {
   Napi::Value Dim(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), index_ ? static_cast<double>(index_->dim()) : 0);
   }
-  Napi::Value Bytes(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), index_ ? static_cast<double>(index_->bytes()) : 0);
-  }
-  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !index_); }
 
   std::shared_ptr<instill::TopkIndex> index_;
-  std::shared_ptr<std::atomic<int>> inflight_ = std::make_shared<std::atomic<int>>(0);
-  int64_t accounted_ = 0;
 };
 
 // topk(queries, pool, k, {chunkRows?, onProgress?}?): Promise<{scores, indices}>; plain dot products
@@ -203,8 +162,7 @@ Napi::Value Topk(const Napi::CallbackInfo& info) {
     at::Tensor queries = TensorFromJs(info[0], "queries");
     at::Tensor pool = TensorFromJs(info[1], "pool");
     int64_t k = RequireInt(info[2], "k", std::numeric_limits<int32_t>::min(), kMaxRows);
-    Napi::Object opts = info.Length() > 3 && !info[3].IsUndefined() ? RequireObject(info[3], "options")
-                                                                       : Napi::Object::New(info.Env());
+    Napi::Object opts = OptionsArg(info, 3);
     int64_t chunk = ChunkRows(opts, "options");
     auto cb = OptionalFunction(opts, "onProgress", "options");
     if (pool.dim() == 2 && pool.size(0) > kMaxRows) throw instill::RangeError("pool: at most 2147483647 rows");
@@ -228,8 +186,7 @@ Napi::Value Topk(const Napi::CallbackInfo& info) {
 // readBandwidthBench({bytes?, seconds?}): Promise<{bytes, iterations, seconds, gbps}>
 Napi::Value ReadBandwidthBench(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
-    auto opts = info.Length() > 0 && !info[0].IsUndefined() ? RequireObject(info[0], "options")
-                                                            : Napi::Object::New(info.Env());
+    auto opts = OptionsArg(info, 0);
     int64_t bytes = int64_t{1} << 30;
     double seconds = 0.5;
     if (auto v = OptionalField(opts, "bytes")) bytes = RequireInt(*v, "options.bytes", 4, int64_t{1} << 36);
@@ -255,24 +212,7 @@ Napi::Value ReadBandwidthBench(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitSelect(Napi::Env env, Napi::Object exports) {
-  Napi::Function ctor = TopkIndexWrap::Define(env);
-  // Symbol.asyncDispose (where the runtime has it) calls dispose().
-  Napi::Value symbol = env.Global().Get("Symbol").As<Napi::Object>().Get("asyncDispose");
-  if (symbol.IsSymbol()) {
-    Napi::Object proto = ctor.Get("prototype").As<Napi::Object>();
-    proto.Set(symbol, Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-      Napi::Env e = info.Env();
-      auto deferred = Napi::Promise::Deferred::New(e);
-      try {
-        info.This().As<Napi::Object>().Get("dispose").As<Napi::Function>().Call(info.This(), {});
-        deferred.Resolve(e.Undefined());
-      } catch (const Napi::Error& err) {
-        deferred.Reject(err.Value());
-      }
-      return deferred.Promise();
-    }));
-  }
-  exports.Set("TopkIndex", ctor);
+  exports.Set("TopkIndex", TopkIndexWrap::Define(env));
   exports.Set("topk", Napi::Function::New(env, Topk, "topk"));
   exports.Set("readBandwidthBench", Napi::Function::New(env, ReadBandwidthBench, "readBandwidthBench"));
 }

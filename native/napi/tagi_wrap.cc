@@ -1,9 +1,6 @@
 // The TAGI handle (src/tagi/tagi.ts wraps it): a base T5 + hypernetwork (+ teachers), all math in
-// native/core/hypernet. Heavy calls run on a worker thread (TaskWorker) with the object Ref()'d; one call at a time.
-#include <algorithm>
-#include <atomic>
+// native/core/hypernet. A Handle (napi/handle.h): heavy calls run on a worker thread, one call at a time.
 #include <chrono>
-#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,15 +10,13 @@
 #include <torch/torch.h>
 
 #include "common/errors.h"
-#include "dist/ddp_bench.h"
 #include "hypernet/hypernet.h"
 #include "io/checkpoint.h"
 #include "io/peft.h"
 #include "napi/dist_wrap.h"
-#include "napi/errors.h"
+#include "napi/handle.h"
 #include "napi/marshal.h"
 #include "napi/modules.h"
-#include "napi/worker.h"
 #include "t5/generate.h"
 #include "t5/pretrained.h"
 #include "train/optim.h"
@@ -35,16 +30,12 @@ struct TagiState {
   hypernet::Tagi tagi;
   bool train_base = false;
   std::unique_ptr<train::Optimizer> optimizer;
-};
 
-at::Tensor Field(const Napi::Object& o, const char* key, const std::string& arg, bool required) {
-  auto v = OptionalField(o, key);
-  if (!v) {
-    if (required) throw ArgumentError(arg + "." + key + ": missing");
-    return at::Tensor();
+  int64_t bytes() const {
+    return ModuleBytes(tagi.model) + ModuleBytes(tagi.hypernet) + ModuleBytes(tagi.teacher_model) +
+           (optimizer ? optimizer->state_bytes() : 0);
   }
-  return TensorFromJs(*v, arg + "." + key);
-}
+};
 
 at::Tensor Ids(const at::Tensor& t, int64_t vocab, const std::string& arg) {
   if (!t.defined()) return t;
@@ -58,20 +49,19 @@ at::Tensor Ids(const at::Tensor& t, int64_t vocab, const std::string& arg) {
 hypernet::TagiBatch TagiBatchFromJs(const Napi::Value& v, const std::string& arg, const t5::T5Config& cfg, bool labels) {
   auto o = RequireObject(v, arg);
   hypernet::TagiBatch b;
-  b.student = train::check_batch(cfg, Field(o, "inputIds", arg, true), Field(o, "attentionMask", arg, true),
-                                 Field(o, "labels", arg, labels), arg, labels, at::kCPU);
+  b.student = BatchFromJs(o, arg, cfg, labels, at::kCPU);
   const int64_t B = b.student.input_ids.size(0);
-  b.instr_ids = Ids(Field(o, "instrIds", arg, true), cfg.vocab_size, arg + ".instrIds");
-  b.instr_mask = Field(o, "instrMask", arg, true).to(at::kLong);
+  b.instr_ids = Ids(TensorField(o, "instrIds", arg, true), cfg.vocab_size, arg + ".instrIds");
+  b.instr_mask = TensorField(o, "instrMask", arg, true).to(at::kLong);
   if (b.instr_ids.size(0) != B || !b.instr_mask.sizes().equals(b.instr_ids.sizes()))
     throw RangeError(arg + ".instrIds/instrMask: expected shape [" + std::to_string(B) + ", L], same for both");
-  b.teacher_input_ids = Ids(Field(o, "teacherInputIds", arg, false), cfg.vocab_size, arg + ".teacherInputIds");
+  b.teacher_input_ids = Ids(TensorField(o, "teacherInputIds", arg), cfg.vocab_size, arg + ".teacherInputIds");
   if (b.teacher_input_ids.defined()) {
-    b.teacher_attention_mask = Field(o, "teacherAttentionMask", arg, true).to(at::kLong);
+    b.teacher_attention_mask = TensorField(o, "teacherAttentionMask", arg, true).to(at::kLong);
     if (b.teacher_input_ids.size(0) != B || !b.teacher_attention_mask.sizes().equals(b.teacher_input_ids.sizes()))
       throw RangeError(arg + ".teacherInputIds: expected [" + std::to_string(B) + ", S'] with a matching mask");
   }
-  at::Tensor ti = Field(o, "teacherIndex", arg, false);
+  at::Tensor ti = TensorField(o, "teacherIndex", arg);
   if (ti.defined()) {
     if (ti.numel() != B) throw RangeError(arg + ".teacherIndex: expected one entry per row");
     b.teacher_index = ti.reshape({B}).to(at::kLong);
@@ -81,10 +71,7 @@ hypernet::TagiBatch TagiBatchFromJs(const Napi::Value& v, const std::string& arg
     auto ls = RequireObject(*v, arg + ".lossScale");
     auto one = [&](const char* k) {
       auto f = OptionalField(ls, k);
-      if (!f) return 1.0;
-      const double x = RequireNumber(*f, arg + ".lossScale." + k);
-      if (!(x >= 0) || !std::isfinite(x)) throw RangeError(arg + ".lossScale." + k + ": must be a finite number >= 0");
-      return x;
+      return f ? RequireLossScale(*f, arg + ".lossScale." + k) : 1.0;
     };
     b.ce_scale = one("ce");
     b.kl_scale = one("kl");
@@ -103,128 +90,118 @@ hypernet::HyperNetOptions HyperFromJs(const Napi::Object& o) {
   if (auto v = OptionalField(o, "init")) h.init = RequireString(*v, "hypernet.init");
   if (auto v = OptionalField(o, "scaleB")) h.scale_b = RequireBool(*v, "hypernet.scaleB");
   if (auto v = OptionalField(o, "fusion")) h.fusion = RequireBool(*v, "hypernet.fusion");
-  if (auto v = OptionalField(o, "targetModules")) {
-    if (!v->IsArray()) throw ArgumentError("hypernet.targetModules: expected an array of names");
-    auto a = v->As<Napi::Array>();
-    h.target_modules.clear();
-    for (uint32_t i = 0; i < a.Length(); ++i) h.target_modules.push_back(RequireString(a.Get(i), "hypernet.targetModules"));
-  }
+  if (auto v = OptionalField(o, "targetModules")) h.target_modules = RequireStringArray(*v, "hypernet.targetModules");
   h.validate();
   return h;
 }
 
-train::OptimConfig OptimFromJs(const Napi::Object& o) {
-  train::OptimConfig c;
-  if (auto x = OptionalField(o, "name")) c.name = RequireString(*x, "optimizer.name");
-  if (auto x = OptionalField(o, "lr")) c.lr = RequireNumber(*x, "optimizer.lr");
-  if (auto x = OptionalField(o, "totalSteps")) c.total_steps = RequireInt(*x, "optimizer.totalSteps", 1, int64_t{1} << 40);
-  if (auto x = OptionalField(o, "weightDecay")) c.weight_decay = RequireNumber(*x, "optimizer.weightDecay");
-  if (auto x = OptionalField(o, "schedule")) c.schedule = RequireString(*x, "optimizer.schedule");
-  if (auto x = OptionalField(o, "warmupSteps")) c.warmup_steps = RequireInt(*x, "optimizer.warmupSteps", 0, int64_t{1} << 40);
-  if (auto x = OptionalField(o, "clipNorm")) c.clip_norm = RequireNumber(*x, "optimizer.clipNorm");
-  if (auto x = OptionalField(o, "gradAccumulation")) c.grad_accumulation = RequireInt(*x, "optimizer.gradAccumulation", 1, 1 << 20);
-  if (auto x = OptionalField(o, "scaleParameter")) c.scale_parameter = RequireBool(*x, "optimizer.scaleParameter");
-  c.validate();
-  return c;
+// The operations the worker runs, one function each.
+hypernet::Tagi LoadTagi(const std::string& dir, const hypernet::HyperNetOptions& hopt, const std::string& hpath,
+                        const std::vector<std::string>& teachers, const std::string& tdir, bool train_base,
+                        uint64_t seed, at::ScalarType dtype) {
+  torch::manual_seed(seed);
+  hypernet::Tagi t;
+  t.model = t5::from_pretrained(dir, dtype);
+  t.model->eval();
+  for (auto& p : t.model->parameters()) p.set_requires_grad(train_base);
+  if (!hpath.empty()) t.hypernet = hypernet::load_hypernet(*t.model, hpath);
+  else t.hypernet = hypernet::HyperNet(*t.model, hopt, seed);
+  t.hypernet->to(dtype);
+  if (!teachers.empty()) {
+    t.bank = std::make_shared<hypernet::TeacherBank>(hypernet::TeacherBank::from_peft(teachers, dtype));
+    // The teachers were trained on a base that must not move with the student's.
+    if (train_base || !tdir.empty()) {
+      t.teacher_model = t5::from_pretrained(tdir.empty() ? dir : tdir, dtype);
+      t.teacher_model->eval();
+      for (auto& p : t.teacher_model->parameters()) p.set_requires_grad(false);
+    }
+  }
+  return t;
 }
 
-// A number, or null for NaN (a loss term that is off).
-Napi::Value NumberOrNull(Napi::Env env, double x) {
-  return std::isnan(x) ? env.Null() : Napi::Number::New(env, x);
+// tagi_train_steps in train mode (the base too with trainBase), back in eval mode whatever happens.
+hypernet::TagiStepsResult TrainTagi(TagiState& st, const std::vector<hypernet::TagiBatch>& batches, const Reporter& report,
+                                    const train::GradSync* sync, bool term_norms) {
+  struct EvalAfter {
+    hypernet::Tagi& t;
+    ~EvalAfter() {
+      t.model->eval();
+      t.hypernet->eval();
+    }
+  } eval_after{st.tagi};
+  st.tagi.hypernet->train();
+  if (st.train_base) st.tagi.model->train();
+  return hypernet::tagi_train_steps(
+      st.tagi, *st.optimizer, batches, [&report](const train::StepProgress& p) { report(StepProgressEvent(p)); },
+      report.cancel_flag(), sync, term_norms);
 }
 
-Napi::Array Numbers(Napi::Env env, const std::vector<double>& v) {
-  auto a = Napi::Array::New(env, v.size());
-  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), NumberOrNull(env, v[i]));
-  return a;
+// The PEFT adapter generated for one instruction, written to `dir`; returns its module count and the generation time.
+std::pair<size_t, double> WriteTagiAdapter(hypernet::Tagi& t, const at::Tensor& ids, const std::string& dir,
+                                           const std::string& base) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto mods = t.adapter_for(ids, at::ones_like(ids));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto cfg = t.peft_config();
+  cfg["base_model_name_or_path"] = base;
+  io::write_peft_adapter(dir, mods, cfg);
+  return {mods.size(), secs};
 }
 
-class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
+void SaveTagi(const TagiState& st, const std::string& dir) {
+  io::make_directories(dir);
+  hypernet::save_hypernet(*st.tagi.hypernet, dir + "/hypernet.safetensors");
+  if (st.train_base) t5::save_pretrained(*st.tagi.model, dir + "/model");
+}
+
+class TagiWrap : public Handle<TagiWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "TagiNative",
-                       {InstanceMethod<&TagiWrap::Load>("load"), InstanceMethod<&TagiWrap::Info>("info"),
-                        InstanceMethod<&TagiWrap::SetLoss>("setLoss"),
-                        InstanceMethod<&TagiWrap::SetOptimizer>("setOptimizer"),
-                        InstanceMethod<&TagiWrap::TrainSteps>("trainSteps"),
-                        InstanceMethod<&TagiWrap::Generate>("generate"),
-                        InstanceMethod<&TagiWrap::ScoreOptions>("scoreOptions"),
-                        InstanceMethod<&TagiWrap::WriteAdapter>("writeAdapter"),
-                        InstanceMethod<&TagiWrap::Save>("save"), InstanceMethod<&TagiWrap::SaveState>("saveState"),
-                        InstanceMethod<&TagiWrap::LoadState>("loadState"), InstanceMethod<&TagiWrap::Cancel>("cancel"),
-                        InstanceMethod<&TagiWrap::Dispose>("dispose"),
-                        InstanceAccessor<&TagiWrap::Busy>("busy")});
+    return DefineHandle(env, "TagiNative",
+                        {InstanceMethod<&TagiWrap::Load>("load"), InstanceMethod<&TagiWrap::Info>("info"),
+                         InstanceMethod<&TagiWrap::SetLoss>("setLoss"),
+                         InstanceMethod<&TagiWrap::SetOptimizer>("setOptimizer"),
+                         InstanceMethod<&TagiWrap::TrainSteps>("trainSteps"),
+                         InstanceMethod<&TagiWrap::Generate>("generate"),
+                         InstanceMethod<&TagiWrap::ScoreOptions>("scoreOptions"),
+                         InstanceMethod<&TagiWrap::WriteAdapter>("writeAdapter"),
+                         InstanceMethod<&TagiWrap::Save>("save"), InstanceMethod<&TagiWrap::SaveState>("saveState"),
+                         InstanceMethod<&TagiWrap::LoadState>("loadState")},
+                        /*cancellable=*/true);
   }
-  explicit TagiWrap(const Napi::CallbackInfo& info)
-      : Napi::ObjectWrap<TagiWrap>(info), cancel_(std::make_shared<std::atomic<bool>>(false)) {}
+  explicit TagiWrap(const Napi::CallbackInfo& info) : Handle(info, "Tagi", "nothing loaded (load() first)") {}
 
  private:
-  void CheckUsable(const char* what, bool need = true) {
-    if (disposed_) throw Napi::Error::New(Env(), std::string("Tagi.") + what + ": disposed");
-    if (!busy_.empty())
-      throw Napi::Error::New(Env(), std::string("Tagi.") + what + ": another call (" + busy_ + ") is still running");
-    if (need && !st_) throw Napi::Error::New(Env(), std::string("Tagi.") + what + ": nothing loaded");
-  }
-  Napi::Value Run(const Napi::CallbackInfo& info, const char* what, TaskWorker::Body body, TaskWorker::Finish finish,
-                  bool grad, std::optional<Napi::Function> cb = std::nullopt) {
-    busy_ = what;
-    return TaskWorker::Start(info.Env(), (std::string("instill.Tagi.") + what).c_str(), std::move(body),
-                             std::move(finish), grad, cb, cancel_, info.This().As<Napi::Object>(),
-                             [this] { busy_.clear(); });
-  }
+  bool HasState() const override { return st_ != nullptr; }
+  void DropState() override { st_.reset(); }
+  int64_t StateBytes() const override { return st_ ? st_->bytes() : 0; }
 
   // load(modelDir, {hypernet?: options, hypernetPath?, teachers?: string[], teacherModelDir?, trainBase?, seed?,
   //                 dtype?}) -> Promise<void>
   Napi::Value Load(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      CheckUsable("load", false);
+      Check(Env(), "load", false);
       if (st_) throw Napi::Error::New(Env(), "Tagi.load: already loaded");
       std::string dir = RequireString(info[0], "modelDir");
+      auto o = OptionsArg(info, 1);
       hypernet::HyperNetOptions hopt;
       std::string hpath, tdir;
       std::vector<std::string> teachers;
       bool train_base = false;
-      int64_t seed = 0;
+      uint64_t seed = 0;
       at::ScalarType dtype = at::kFloat;
-      if (info.Length() > 1 && !info[1].IsUndefined()) {
-        auto o = RequireObject(info[1], "options");
-        if (auto v = OptionalField(o, "hypernet")) hopt = HyperFromJs(RequireObject(*v, "options.hypernet"));
-        if (auto v = OptionalField(o, "hypernetPath")) hpath = RequireString(*v, "options.hypernetPath");
-        if (auto v = OptionalField(o, "teacherModelDir")) tdir = RequireString(*v, "options.teacherModelDir");
-        if (auto v = OptionalField(o, "trainBase")) train_base = RequireBool(*v, "options.trainBase");
-        if (auto v = OptionalField(o, "seed")) seed = RequireInt(*v, "options.seed", 0, int64_t{1} << 52);
-        if (auto v = OptionalField(o, "dtype")) {
-          std::string d = RequireString(*v, "options.dtype");
-          if (d == "float64") dtype = at::kDouble;
-          else if (d != "float32") throw ArgumentError("options.dtype: expected 'float32' or 'float64'");
-        }
-        if (auto v = OptionalField(o, "teachers")) {
-          if (!v->IsArray()) throw ArgumentError("options.teachers: expected an array of adapter folders");
-          auto a = v->As<Napi::Array>();
-          for (uint32_t i = 0; i < a.Length(); ++i) teachers.push_back(RequireString(a.Get(i), "options.teachers"));
-        }
-      }
+      if (auto v = OptionalField(o, "hypernet")) hopt = HyperFromJs(RequireObject(*v, "options.hypernet"));
+      if (auto v = OptionalField(o, "hypernetPath")) hpath = RequireString(*v, "options.hypernetPath");
+      if (auto v = OptionalField(o, "teacherModelDir")) tdir = RequireString(*v, "options.teacherModelDir");
+      if (auto v = OptionalField(o, "trainBase")) train_base = RequireBool(*v, "options.trainBase");
+      if (auto v = OptionalField(o, "seed")) seed = RequireSeed(*v, "options.seed");
+      if (auto v = OptionalField(o, "dtype")) dtype = FloatDtypeFromJs(*v, "options.dtype", {"float32", "float64"});
+      if (auto v = OptionalField(o, "teachers")) teachers = RequireStringArray(*v, "options.teachers");
       auto st = std::make_shared<TagiState>();
       st->train_base = train_base;
       return Run(info, "load",
                  [st, dir, hopt, hpath, tdir, teachers, train_base, seed, dtype](const Reporter&) {
-                   torch::manual_seed(static_cast<uint64_t>(seed));
-                   auto& t = st->tagi;
-                   t.model = t5::from_pretrained(dir, dtype);
-                   t.model->eval();
-                   for (auto& p : t.model->parameters()) p.set_requires_grad(train_base);
-                   if (!hpath.empty()) t.hypernet = hypernet::load_hypernet(*t.model, hpath);
-                   else t.hypernet = hypernet::HyperNet(*t.model, hopt, static_cast<uint64_t>(seed));
-                   t.hypernet->to(dtype);
-                   if (!teachers.empty()) {
-                     t.bank = std::make_shared<hypernet::TeacherBank>(hypernet::TeacherBank::from_peft(teachers, dtype));
-                     // The teachers were trained on a base that must not move with the student's.
-                     if (train_base || !tdir.empty()) {
-                       t.teacher_model = t5::from_pretrained(tdir.empty() ? dir : tdir, dtype);
-                       t.teacher_model->eval();
-                       for (auto& p : t.teacher_model->parameters()) p.set_requires_grad(false);
-                     }
-                   }
+                   st->tagi = LoadTagi(dir, hopt, hpath, teachers, tdir, train_base, seed, dtype);
                  },
                  [this, st](Napi::Env env) -> Napi::Value {
                    st_ = st;
@@ -236,9 +213,8 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      CheckUsable("info");
-      auto env = info.Env();
-      auto o = Napi::Object::New(env);
+      Check(Env(), "info");
+      auto o = Napi::Object::New(info.Env());
       const auto& hn = *st_->tagi.hypernet;
       o.Set("hypernetParameters", static_cast<double>(hn.parameter_count()));
       int64_t base = 0;
@@ -257,7 +233,7 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
   // setLoss({ce?, kl?, temperature?, mse?})
   Napi::Value SetLoss(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      CheckUsable("setLoss");
+      Check(Env(), "setLoss");
       auto o = RequireObject(info[0], "loss");
       auto& l = st_->tagi.loss;
       if (auto v = OptionalField(o, "ce")) l.ce_weight = RequireNumber(*v, "loss.ce");
@@ -273,88 +249,56 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
   // setOptimizer(options): hypernetwork parameters (+ the base model's with trainBase).
   Napi::Value SetOptimizer(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      CheckUsable("setOptimizer");
-      auto c = OptimFromJs(RequireObject(info[0], "optimizer"));
+      Check(Env(), "setOptimizer");
+      auto c = OptimConfigFromJs(info[0], "optimizer");
       std::vector<std::pair<std::string, at::Tensor>> params;
       for (auto& kv : st_->tagi.hypernet->named_parameters()) params.emplace_back("hypernet." + kv.key(), kv.value());
       if (st_->train_base)
         for (auto& kv : st_->tagi.model->named_parameters()) params.emplace_back("model." + kv.key(), kv.value());
       st_->optimizer = std::make_unique<train::Optimizer>(std::move(params), c);
+      Account(info.Env());
       return info.Env().Undefined();
     });
   }
 
-  // trainSteps(batches, {onProgress?, processGroup?}) -> Promise<{losses, gradNorms, lrs, ce, kl, mse, tokens, seconds,
-  // step, cancelled}>. With a process group, gradients are averaged over the ranks before clipping (as T5Model's).
+  // trainSteps(batches, {onProgress?, processGroup?, termGradNorms?}) -> Promise<{losses, gradNorms, lrs, ce, kl, mse,
+  // termGradNorms, tokens, seconds, step, cancelled}>. With a process group, gradients are averaged over the ranks
+  // before clipping (as T5Model's).
   Napi::Value TrainSteps(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      CheckUsable("trainSteps");
+      Check(Env(), "trainSteps");
       if (!st_->optimizer) throw Napi::Error::New(Env(), "Tagi.trainSteps: call setOptimizer() first");
-      if (!info[0].IsArray() || info[0].As<Napi::Array>().Length() == 0)
-        throw ArgumentError("batches: expected a non-empty array");
-      auto arr = info[0].As<Napi::Array>();
-      auto batches = std::make_shared<std::vector<hypernet::TagiBatch>>();
-      for (uint32_t i = 0; i < arr.Length(); ++i)
-        batches->push_back(TagiBatchFromJs(arr.Get(i), "batches[" + std::to_string(i) + "]", st_->tagi.model->config(), true));
-      std::optional<Napi::Function> cb;
-      std::shared_ptr<train::GradSync> sync;
+      const auto& cfg = st_->tagi.model->config();
+      auto batches = std::make_shared<std::vector<hypernet::TagiBatch>>(ArrayFromJs(
+          info[0], "batches", [&](const Napi::Value& v, const std::string& a) { return TagiBatchFromJs(v, a, cfg, true); }));
+      auto opts = OptionsArg(info, 1);
+      auto cb = OptionalFunction(opts, "onProgress", "options");
       bool term_norms = false;
-      if (info.Length() > 1 && !info[1].IsUndefined()) {
-        auto opts = RequireObject(info[1], "options");
-        cb = OptionalFunction(opts, "onProgress", "options");
-        if (auto v = OptionalField(opts, "termGradNorms")) term_norms = RequireBool(*v, "options.termGradNorms");
-        if (auto pgv = OptionalField(opts, "processGroup"))
-          sync = std::make_shared<train::GradSync>(
-              instill::dist::make_grad_sync(ProcessGroupFromJs(*pgv, "options.processGroup")));
-      }
-      cancel_->store(false);
+      if (auto v = OptionalField(opts, "termGradNorms")) term_norms = RequireBool(*v, "options.termGradNorms");
+      auto sync = GradSyncFromJs(opts, "options");
       auto st = st_;
       auto res = std::make_shared<hypernet::TagiStepsResult>();
       return Run(info, "trainSteps",
                  [st, batches, res, sync, term_norms](const Reporter& report) {
-                   st->tagi.hypernet->train();
-                   if (st->train_base) st->tagi.model->train();
-                   try {
-                     *res = hypernet::tagi_train_steps(
-                         st->tagi, *st->optimizer, *batches,
-                         [&report](const train::StepProgress& p) {
-                           report({{{"step", static_cast<double>(p.global_step)},
-                                    {"stepInCall", static_cast<double>(p.step_in_call)},
-                                    {"stepsInCall", static_cast<double>(p.steps_in_call)},
-                                    {"loss", p.loss}, {"gradNorm", p.grad_norm}, {"lr", p.lr},
-                                    {"seconds", p.seconds}}, ""});
-                         },
-                         report.cancel_flag(), sync.get(), term_norms);
-                   } catch (...) {
-                     st->tagi.model->eval();
-                     st->tagi.hypernet->eval();
-                     throw;
-                   }
-                   st->tagi.model->eval();
-                   st->tagi.hypernet->eval();
+                   *res = TrainTagi(*st, *batches, report, sync.get(), term_norms);
                  },
                  [res](Napi::Env env) -> Napi::Value {
                    auto o = Napi::Object::New(env);
-                   o.Set("losses", Numbers(env, res->steps.losses));
-                   o.Set("gradNorms", Numbers(env, res->steps.grad_norms));
-                   o.Set("lrs", Numbers(env, res->steps.lrs));
-                   o.Set("ce", Numbers(env, res->ce));
-                   o.Set("kl", Numbers(env, res->kl));
-                   o.Set("mse", Numbers(env, res->mse));
+                   StepsResultToJs(o, res->steps, /*nan_as_null=*/true);
+                   o.Set("ce", NumbersToJs(env, res->ce, true));
+                   o.Set("kl", NumbersToJs(env, res->kl, true));
+                   o.Set("mse", NumbersToJs(env, res->mse, true));
+                   Napi::Value norms = env.Null();
                    if (res->term_grad_norms) {
-                     auto g = Napi::Object::New(env);
                      const auto& t = *res->term_grad_norms;
-                     g.Set("ce", NumberOrNull(env, t.ce));
-                     g.Set("kl", NumberOrNull(env, t.kl));
-                     g.Set("mse", NumberOrNull(env, t.mse));
-                     o.Set("termGradNorms", g);
-                   } else {
-                     o.Set("termGradNorms", env.Null());
+                     auto g = NumbersToJs(env, {t.ce, t.kl, t.mse}, true);
+                     auto n = Napi::Object::New(env);
+                     n.Set("ce", g.Get(uint32_t(0)));
+                     n.Set("kl", g.Get(uint32_t(1)));
+                     n.Set("mse", g.Get(uint32_t(2)));
+                     norms = n;
                    }
-                   o.Set("tokens", static_cast<double>(res->steps.tokens));
-                   o.Set("seconds", res->steps.seconds);
-                   o.Set("step", static_cast<double>(res->steps.step));
-                   o.Set("cancelled", res->steps.cancelled);
+                   o.Set("termGradNorms", norms);
                    return o;
                  },
                  true, cb);
@@ -364,14 +308,9 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
   // generate(batch{inputIds, attentionMask, instrIds, instrMask}, {maxNewTokens?, numBeams?}) -> Promise<number[][]>
   Napi::Value Generate(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      CheckUsable("generate");
+      Check(Env(), "generate");
       auto b = std::make_shared<hypernet::TagiBatch>(TagiBatchFromJs(info[0], "batch", st_->tagi.model->config(), false));
-      t5::GenerateOptions g;
-      if (info.Length() > 1 && !info[1].IsUndefined()) {
-        auto o = RequireObject(info[1], "options");
-        if (auto v = OptionalField(o, "maxNewTokens")) g.max_new_tokens = RequireInt(*v, "options.maxNewTokens", 1, 1 << 16);
-        if (auto v = OptionalField(o, "numBeams")) g.num_beams = RequireInt(*v, "options.numBeams", 1, 64);
-      }
+      t5::GenerateOptions g = GenerateOptionsFromJs(info[1], "options", false);
       auto st = st_;
       auto out = std::make_shared<std::vector<std::vector<int64_t>>>();
       return Run(info, "generate",
@@ -380,16 +319,7 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
                                                       b->instr_mask, g);
                    *out = train::strip_generated(ids, st->tagi.model->config().eos_token_id);
                  },
-                 [out](Napi::Env env) -> Napi::Value {
-                   auto a = Napi::Array::New(env, out->size());
-                   for (size_t i = 0; i < out->size(); ++i) {
-                     auto r = Napi::Array::New(env, (*out)[i].size());
-                     for (size_t j = 0; j < (*out)[i].size(); ++j) r.Set(static_cast<uint32_t>(j), static_cast<double>((*out)[i][j]));
-                     a.Set(static_cast<uint32_t>(i), r);
-                   }
-                   return a;
-                 },
-                 false);
+                 [out](Napi::Env env) -> Napi::Value { return TokenRowsToJs(env, *out); }, false);
     });
   }
 
@@ -397,12 +327,11 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
   // summed log-likelihood of each option under the example's generated adapter (+ fusion), as T5Model.scoreOptions.
   Napi::Value ScoreOptions(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      CheckUsable("scoreOptions");
+      Check(Env(), "scoreOptions");
       const auto& cfg = st_->tagi.model->config();
       auto b = std::make_shared<hypernet::TagiBatch>(TagiBatchFromJs(info[0], "batch", cfg, false));
       OptionIds parsed = OptionIdsFromJs(info[1], b->student.input_ids.size(0), cfg.vocab_size);
       at::Tensor options = parsed.ids;
-      std::vector<size_t> counts = std::move(parsed.counts);
       auto st = st_;
       auto sums = std::make_shared<at::Tensor>();
       return Run(info, "scoreOptions",
@@ -413,7 +342,7 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
                                .sum.to(at::kCPU, at::kDouble)
                                .contiguous();
                  },
-                 [sums, counts](Napi::Env env) -> Napi::Value { return OptionScoresToJs(env, *sums, counts); },
+                 [sums, counts = parsed.counts](Napi::Env env) -> Napi::Value { return OptionScoresToJs(env, *sums, counts); },
                  false);
     });
   }
@@ -421,30 +350,20 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
   // writeAdapter(instrIds {data, shape [1, L]}, dir, {baseModel?}) -> Promise<{modules, seconds}>: PEFT folder.
   Napi::Value WriteAdapter(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      CheckUsable("writeAdapter");
+      Check(Env(), "writeAdapter");
       at::Tensor ids = Ids(TensorFromJs(info[0], "instrIds"), st_->tagi.model->config().vocab_size, "instrIds");
       if (ids.size(0) != 1) throw RangeError("instrIds: expected shape [1, L]");
       std::string dir = RequireString(info[1], "dir");
       std::string base;
-      if (info.Length() > 2 && !info[2].IsUndefined())
-        if (auto v = OptionalField(RequireObject(info[2], "options"), "baseModel")) base = RequireString(*v, "options.baseModel");
+      if (auto v = OptionalField(OptionsArg(info, 2), "baseModel")) base = RequireString(*v, "options.baseModel");
       auto st = st_;
-      auto secs = std::make_shared<double>(0);
-      auto n = std::make_shared<size_t>(0);
+      auto out = std::make_shared<std::pair<size_t, double>>();
       return Run(info, "writeAdapter",
-                 [st, ids, dir, base, secs, n](const Reporter&) {
-                   auto t0 = std::chrono::steady_clock::now();
-                   auto mods = st->tagi.adapter_for(ids, at::ones_like(ids));
-                   *secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-                   auto cfg = st->tagi.peft_config();
-                   cfg["base_model_name_or_path"] = base;
-                   io::write_peft_adapter(dir, mods, cfg);
-                   *n = mods.size();
-                 },
-                 [secs, n](Napi::Env env) -> Napi::Value {
+                 [st, ids, dir, base, out](const Reporter&) { *out = WriteTagiAdapter(st->tagi, ids, dir, base); },
+                 [out](Napi::Env env) -> Napi::Value {
                    auto o = Napi::Object::New(env);
-                   o.Set("modules", static_cast<double>(*n));
-                   o.Set("seconds", *secs);
+                   o.Set("modules", static_cast<double>(out->first));
+                   o.Set("seconds", out->second);
                    return o;
                  },
                  false);
@@ -454,63 +373,34 @@ class TagiWrap : public Napi::ObjectWrap<TagiWrap> {
   // save(dir) -> Promise<void>: <dir>/hypernet.safetensors (+ <dir>/model when the base was trained).
   Napi::Value Save(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      CheckUsable("save");
+      Check(Env(), "save");
       std::string dir = RequireString(info[0], "dir");
       auto st = st_;
-      return Run(info, "save",
-                 [st, dir](const Reporter&) {
-                   io::make_directories(dir);
-                   hypernet::save_hypernet(*st->tagi.hypernet, dir + "/hypernet.safetensors");
-                   if (st->train_base) t5::save_pretrained(*st->tagi.model, dir + "/model");
-                 },
-                 nullptr, false);
+      return Run(info, "save", [st, dir](const Reporter&) { SaveTagi(*st, dir); }, nullptr, false);
     });
   }
 
   // saveState(path) / loadState(path) -> Promise<void>: the optimizer state, the scheduler step and the RNG states
   // (train::save_training_state / load_training_state, one safetensors file), for checkpoints. loadState needs
   // setOptimizer() first, with the same optimizer over the same parameters (hypernetwork, + base with trainBase).
-  Napi::Value SaveState(const Napi::CallbackInfo& info) {
+  Napi::Value SaveState(const Napi::CallbackInfo& info) { return State(info, "saveState", true); }
+  Napi::Value LoadState(const Napi::CallbackInfo& info) { return State(info, "loadState", false); }
+  Napi::Value State(const Napi::CallbackInfo& info, const char* what, bool save) {
     return Guard(info, [&]() -> Napi::Value {
-      CheckUsable("saveState");
-      if (!st_->optimizer) throw Napi::Error::New(Env(), "Tagi.saveState: call setOptimizer() first");
+      Check(Env(), what);
+      if (!st_->optimizer) throw Napi::Error::New(Env(), Name(what) + ": call setOptimizer() first");
       std::string path = RequireString(info[0], "path");
       auto st = st_;
-      return Run(info, "saveState", [st, path](const Reporter&) { train::save_training_state(path, *st->optimizer); },
+      return Run(info, what,
+                 [st, path, save](const Reporter&) {
+                   if (save) train::save_training_state(path, *st->optimizer);
+                   else train::load_training_state(path, *st->optimizer);
+                 },
                  nullptr, false);
     });
   }
-  Napi::Value LoadState(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value {
-      CheckUsable("loadState");
-      if (!st_->optimizer) throw Napi::Error::New(Env(), "Tagi.loadState: call setOptimizer() first");
-      std::string path = RequireString(info[0], "path");
-      auto st = st_;
-      return Run(info, "loadState", [st, path](const Reporter&) { train::load_training_state(path, *st->optimizer); },
-                 nullptr, false);
-    });
-  }
-
-  Napi::Value Cancel(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value {
-      cancel_->store(true);
-      return info.Env().Undefined();
-    });
-  }
-  Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value {
-      if (!busy_.empty()) throw Napi::Error::New(Env(), "Tagi.dispose: a call (" + busy_ + ") is still running");
-      st_.reset();
-      disposed_ = true;
-      return info.Env().Undefined();
-    });
-  }
-  Napi::Value Busy(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !busy_.empty()); }
 
   std::shared_ptr<TagiState> st_;
-  std::shared_ptr<std::atomic<bool>> cancel_;
-  std::string busy_;
-  bool disposed_ = false;
 };
 
 }  // namespace

@@ -1,4 +1,4 @@
-// The baton pattern for asynchronous native calls (ARCHITECTURE.md; sharp's pipeline, node-llama-cpp):
+// The baton pattern for asynchronous native calls (sharp's pipeline, node-llama-cpp):
 // arguments are copied into C++ values on the main thread, Execute() runs the body on a libuv worker
 // thread without touching any Napi:: object, results become JS values in OnOK(), and progress events
 // reach an optional JS callback through the worker's thread-safe queue.
@@ -87,18 +87,24 @@ class TaskWorker : public Napi::AsyncProgressQueueWorker<ProgressEvent> {
     }
   }
 
+  // `on_settle` runs after `finish` (which may install new state) and before the promise settles.
   void OnOK() override {
     Napi::HandleScope scope(Env());
-    settle();
     if (error_.kind != CapturedError::None) {
+      settle();
       deferred_.Reject(error_.toJs(Env()).Value());
       return;
     }
+    Napi::Value result;
     try {
-      deferred_.Resolve(finish_ ? finish_(Env()) : Env().Undefined());
+      result = finish_ ? finish_(Env()) : Env().Undefined();
     } catch (...) {
+      settle();
       deferred_.Reject(TranslateCurrentException(Env()).Value());
+      return;
     }
+    settle();
+    deferred_.Resolve(result);
   }
 
   void OnError(const Napi::Error& e) override {

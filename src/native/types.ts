@@ -1,5 +1,6 @@
 // Hand-written types of the native addon (node-llama-cpp's AddonTypes.ts style): the one contract
-// between native/napi and TypeScript. Keep it in step with native/napi/*_wrap.cc.
+// between native/napi and TypeScript. test/native/contract.test.ts checks it against the real exports (every class,
+// function and prototype member named here exists, and nothing else does).
 
 export type Dtype =
   | "float32"
@@ -34,6 +35,27 @@ export interface HostTensor<D extends Dtype = Dtype> {
   data: TypedArrayFor<D>;
   shape: number[];
   dtype?: D;
+}
+
+/**
+ * What every native class has (native/napi/handle.h): one asynchronous call at a time (a second call, or dispose(),
+ * while one is in flight is refused with an Error naming the running call), native bytes reported to V8, a finalizer
+ * as a backstop.
+ */
+export interface NativeHandle {
+  /** Frees the native state now; refused while a call is in flight; a no-op once disposed. */
+  dispose(): void;
+  [Symbol.asyncDispose](): Promise<void>;
+  /** True while an asynchronous call runs on the handle. */
+  readonly busy: boolean;
+  readonly disposed: boolean;
+  /** Native bytes reported to V8 (weights, buffers, optimizer state). */
+  readonly bytes: number;
+}
+
+/** A handle whose long calls (training) stop at the next step boundary on cancel(). */
+export interface CancellableHandle extends NativeHandle {
+  cancel(): void;
 }
 
 export interface ProgressEvent {
@@ -142,12 +164,11 @@ export interface DdpBenchResult {
 }
 
 /** A c10d process group (Gloo on CPU, NCCL on CUDA). Collectives: one in flight at a time, same order on every rank. */
-export interface NativeProcessGroup {
+export interface NativeProcessGroup extends NativeHandle {
   readonly rank: number;
   readonly worldSize: number;
   readonly localRank: number;
   readonly backend: string;
-  readonly disposed: boolean;
   barrier(): Promise<void>;
   /** Every rank gets root's tensors (same shapes/dtypes on every rank). */
   broadcast(tensors: HostTensor[], root?: number): Promise<Required<HostTensor>[]>;
@@ -160,7 +181,6 @@ export interface NativeProcessGroup {
   stats(): DistCommStats;
   resetStats(): void;
   ddpBench(options?: DdpBenchOptions): Promise<DdpBenchResult>;
-  dispose(): void;
 }
 
 // select_wrap.cc: exact top-k (native/core/select/topk.h).
@@ -182,17 +202,14 @@ export interface TopkSearchOptions {
  * queries are L2-normalized, so scores are cosines. search() runs on a worker thread over a snapshot of the
  * rows: add() meanwhile is safe; dispose() is refused while a search or addRandom is in flight.
  */
-export interface NativeTopkIndex {
+export interface NativeTopkIndex extends NativeHandle {
   readonly size: number;
   readonly dim: number;
-  readonly bytes: number;
-  readonly disposed: boolean;
   /** Appends [n, dim] float32 rows (copied); returns the new size. */
   add(rows: HostTensor<"float32">): number;
   /** Appends n seeded N(0,1) rows generated natively (benchmarks, tests); resolves to the new size. */
   addRandom(options: { rows: number; seed?: number }): Promise<number>;
   search(queries: HostTensor<"float32">, k: number, options?: TopkSearchOptions): Promise<TopkResultHost>;
-  dispose(): void;
 }
 
 export interface BandwidthBenchResult {
@@ -204,7 +221,7 @@ export interface BandwidthBenchResult {
 }
 
 /** The native T5 handle (native/napi/t5_wrap.cc); src/model/model.ts (T5Model) is its typed front. */
-export interface NativeT5 {
+export interface NativeT5 extends CancellableHandle {
   /** dtype "stored" keeps the checkpoint's floating dtype (e.g. bfloat16); the default float32 converts. */
   load(dir: string, options?: { dtype?: "float32" | "float64" | "bfloat16" | "float16" | "stored"; seed?: number }): Promise<void>;
   /** config: a preset name ("tiny" | "small" | "base") or config.json text. */
@@ -219,7 +236,6 @@ export interface NativeT5 {
   trainSteps(batches: object[], options?: { onProgress?: (e: ProgressEvent) => void; processGroup?: unknown; precision?: "auto" | "float32" | "bf16" }): Promise<{
     losses: number[]; gradNorms: number[]; lrs: number[]; tokens: number; seconds: number; step: number; cancelled: boolean;
   }>;
-  cancel(): void;
   evalLoss(batches: object[]): Promise<number[]>;
   generate(batch: object, options: { maxNewTokens: number; numBeams?: number; useCache?: boolean }): Promise<number[][]>;
   scoreOptions(batch: object, options: number[][][]): Promise<number[][]>;
@@ -228,12 +244,7 @@ export interface NativeT5 {
   loadAdapter(dir: string): Promise<void>;
   saveTrainingState(path: string): Promise<void>;
   loadTrainingState(path: string): Promise<void>;
-  dispose(): void;
-  readonly busy: boolean;
-  readonly disposed: boolean;
-  /** Native bytes reported to V8 (weights, buffers, optimizer state). */
-  readonly bytes: number;
-  /** Optimizer steps taken (0 without an optimizer). */
+  /** Optimizer steps taken (0 without an optimizer; while a call runs, the count from before it). */
   readonly step: number;
 }
 
@@ -266,6 +277,8 @@ export interface Addon {
   readPeftAdapter(dir: string): Promise<PeftAdapterHost>;
   writePeftAdapter(dir: string, modules: LoraModuleHost[], configJson: string): Promise<void>;
   // dist_wrap.cc: c10d process groups (native/core/dist).
+  /** The class of distInit's groups; constructing one directly throws a TypeError. */
+  ProcessGroup: new (handle: never) => NativeProcessGroup;
   distInit(options?: Partial<DistConfig> & { device?: "cpu" | "cuda" }): Promise<NativeProcessGroup>;
   distConfigFromEnv(): DistConfig;
   distBackendAvailable(backend: string): boolean;
@@ -275,7 +288,7 @@ export interface Addon {
   /** One-shot exact top-k by dot product (normalize rows first for cosine); copies the pool for the call. */
   topk(queries: HostTensor<"float32">, pool: HostTensor<"float32">, k: number, options?: TopkSearchOptions): Promise<TopkResultHost>;
   readBandwidthBench(options?: { bytes?: number; seconds?: number }): Promise<BandwidthBenchResult>;
-  // dio_wrap.cc: DIO bilevel trainer (native/core/train/dio.h) and the hypergradient benchmark.
+  // dio_wrap.cc: DIO bilevel trainer (native/core/dio/dio.h) and the hypergradient benchmark (dio/bench.h).
   DioNative: new () => NativeDio;
   dioBenchHypergrad(options: DioBenchOptions): Promise<DioBenchResult>;
   // tagi_wrap.cc: TAGI hypernetwork (native/core/hypernet).
@@ -285,7 +298,7 @@ export interface Addon {
   SentenceEncoder: new () => NativeSentenceEncoder;
 }
 
-// ---- dio_wrap.cc (issue 8) ----
+// ---- dio_wrap.cc ----
 export interface DioOptimizerOptions {
   name?: "adamw" | "adafactor";
   lr: number;
@@ -348,17 +361,16 @@ export interface DioStepsResult {
   gradCount: number;
 }
 
-export interface NativeDio {
+export interface NativeDio extends CancellableHandle {
   create(modelDir: string, options: DioNativeOptions, initIds?: number[][]): Promise<void>;
   steps(items: { train: DioBatchHost; meta?: DioBatchHost }[], onProgress?: (e: ProgressEvent) => void): Promise<DioStepsResult>;
-  cancel(): void;
   generate(batch: DioBatchHost, options: { maxNewTokens: number; numBeams?: number }): Promise<number[][]>;
   /** Rank classification with the batch's soft tokens: summed log-likelihood per option (as T5Model.scoreOptions). */
   scoreOptions(batch: DioBatchHost, options: number[][][]): Promise<number[][]>;
   evalLoss(batches: DioBatchHost[]): Promise<number[]>;
   save(dir: string): Promise<void>;
   loadPhi(path: string): Promise<void>;
-  /** Both optimizers, RNG states and the step counter (native/core/train/dio.h save_state). */
+  /** Both optimizers, RNG states and the step counter (native/core/dio/dio.h save_state). */
   saveState(path: string): Promise<void>;
   loadState(path: string): Promise<void>;
   /** The instruction parameters by name (float64 copies). */
@@ -374,8 +386,6 @@ export interface NativeDio {
     phiParameters: number;
     thetaParameters: number;
   };
-  dispose(): void;
-  readonly busy: boolean;
 }
 
 export interface DioBenchOptions {
@@ -418,7 +428,7 @@ export interface DioBenchResult {
   cases: Record<string, DioBenchCase>;
 }
 
-// ---- tagi_wrap.cc (issue 7) ----
+// ---- tagi_wrap.cc ----
 export interface TagiHypernetOptions {
   rank?: number;
   alpha?: number;
@@ -498,7 +508,7 @@ export interface TagiInfo {
   options: string;
 }
 
-export interface NativeTagi {
+export interface NativeTagi extends CancellableHandle {
   load(modelDir: string, options?: TagiLoadOptions): Promise<void>;
   info(): TagiInfo;
   setLoss(loss: { ce?: number; kl?: number; temperature?: number; mse?: number }): void;
@@ -517,22 +527,16 @@ export interface NativeTagi {
   saveState(path: string): Promise<void>;
   /** Restores what saveState wrote; call setOptimizer first (same optimizer, same trainable parameters). */
   loadState(path: string): Promise<void>;
-  cancel(): void;
-  dispose(): void;
-  readonly busy: boolean;
 }
 
-// ---- embed_wrap.cc (issue 6: encoder and trained embedders) ----
-export interface NativeEncoderEmbedder {
+// ---- embed_wrap.cc: encoder and trained embedders ----
+export interface NativeEncoderEmbedder extends NativeHandle {
   /** Loads a T5 checkpoint folder once (float32, eval mode). */
   load(dir: string, options?: { pool?: "mean" | "firstlast" }): Promise<void>;
   /** Pooled final-normed encoder states: ids [B,S] int32, mask [B,S] (nonzero = token) -> float32 [B, dModel]. */
   embed(ids: HostTensor, mask?: HostTensor): Promise<Required<HostTensor<"float32">>>;
-  dispose(): void;
   readonly dModel: number;
   readonly vocabSize: number;
-  readonly busy: boolean;
-  readonly disposed: boolean;
 }
 
 export interface SentenceEncoderTrainResult {
@@ -542,7 +546,8 @@ export interface SentenceEncoderTrainResult {
   cancelled: boolean;
 }
 
-export interface NativeSentenceEncoder {
+/** cancel() stops train() at the next step. */
+export interface NativeSentenceEncoder extends CancellableHandle {
   /** A fresh encoder from an embedder.json-style config (kind "words"), or initialized from a T5 checkpoint (kind "t5"). */
   create(configJson: string, options?: { seed?: number; init?: string }): Promise<void>;
   /** Loads a folder written by save(). */
@@ -556,7 +561,4 @@ export interface NativeSentenceEncoder {
   ): Promise<SentenceEncoderTrainResult>;
   embed(ids: HostTensor, mask?: HostTensor): Promise<Required<HostTensor<"float32">>>;
   save(dir: string): Promise<void>;
-  dispose(): void;
-  readonly busy: boolean;
-  readonly disposed: boolean;
 }

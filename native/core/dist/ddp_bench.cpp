@@ -12,12 +12,6 @@
 
 namespace instill::dist {
 
-std::function<void(const std::vector<at::Tensor>&)> make_grad_sync(std::shared_ptr<ProcessGroup> pg,
-                                                                   int64_t bucket_bytes) {
-  if (!pg) throw ArgumentError("make_grad_sync: null process group");
-  return [pg, bucket_bytes](const std::vector<at::Tensor>& params) { pg->sync_gradients(params, bucket_bytes); };
-}
-
 DdpBenchResult ddp_bench(ProcessGroup* pg, const DdpBenchOptions& o) {
   const int world = pg ? pg->world_size() : 1;
   const int rank = pg ? pg->rank() : 0;

@@ -3,9 +3,6 @@
 // global_batch / world_size examples per step, so 1 vs N workers compare at a fixed global batch.
 #pragma once
 #include <cstdint>
-#include <functional>
-#include <memory>
-#include <vector>
 
 #include "dist/process_group.h"
 
@@ -30,9 +27,5 @@ struct DdpBenchResult {
 
 // pg may be null (one process). Collective: every rank calls it with the same options.
 DdpBenchResult ddp_bench(ProcessGroup* pg, const DdpBenchOptions& o);
-
-// A GradSync-compatible callable (train/trainer.h) averaging gradients over `pg`.
-std::function<void(const std::vector<at::Tensor>&)> make_grad_sync(std::shared_ptr<ProcessGroup> pg,
-                                                                   int64_t bucket_bytes = ProcessGroup::kDefaultBucketBytes);
 
 }  // namespace instill::dist

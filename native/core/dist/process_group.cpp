@@ -357,4 +357,10 @@ std::vector<double> ProcessGroup::allreduce_mean_scalars(const std::vector<doubl
   return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
 }
 
+std::function<void(const std::vector<at::Tensor>&)> make_grad_sync(std::shared_ptr<ProcessGroup> pg,
+                                                                   int64_t bucket_bytes) {
+  if (!pg) throw ArgumentError("make_grad_sync: null process group");
+  return [pg, bucket_bytes](const std::vector<at::Tensor>& params) { pg->sync_gradients(params, bucket_bytes); };
+}
+
 }  // namespace instill::dist

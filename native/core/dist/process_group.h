@@ -20,6 +20,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -104,5 +105,9 @@ class ProcessGroup {
   c10d::ProcessGroup* pg_ = nullptr;
   CommStats stats_;
 };
+
+// A train::GradSync (train/trainer.h) averaging gradients over `pg`: what a training call given a process group uses.
+std::function<void(const std::vector<at::Tensor>&)> make_grad_sync(std::shared_ptr<ProcessGroup> pg,
+                                                                   int64_t bucket_bytes = ProcessGroup::kDefaultBucketBytes);
 
 }  // namespace instill::dist

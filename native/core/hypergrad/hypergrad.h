@@ -1,4 +1,4 @@
-// Hypergradients of bilevel problems (DIO, issue 8): d L_meta(theta*(phi), phi) / d phi, where the inner
+// Hypergradients of bilevel problems (DIO, native/core/dio): d L_meta(theta*(phi), phi) / d phi, where the inner
 // parameters theta are (approximately) trained on L_train(theta, phi). Methods are selected by a spec
 // string looked up in one registry (hypergrad.cpp, kMethods):
 //

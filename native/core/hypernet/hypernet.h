@@ -6,7 +6,7 @@
 //   InstructionEncoding e = encode_instruction(*model, instr_ids, instr_mask);  // pooled + states for fusion
 //   lora::AdapterBatch ad = hn->generate(e.pooled);     // one adapter per example, all slots of a group batched
 //
-// Model (METHODS.md "TAGI" + the issue):
+// Model (README "TAGI: adapters generated from instructions"):
 //   pooled  = masked token mean of (embedding output + final encoder state) / 2   ("first-last average")
 //   code_s  = [tanh(W_p pooled + b_p) (proj_dim - 1), layer_index(s)] + E[s]      E: learned slot embedding
 //   A_s     = MLP_A^g(code_s) reshaped [r, in];  B_s = MLP_B^g(code_s) reshaped [out, r] / sqrt(r) (scale_b)

@@ -1,4 +1,4 @@
-// DIO bilevel trainer on T5 (train/dio.h): hypergradients w.r.t. the learnable instructions checked against
+// DIO bilevel trainer on T5 (dio/dio.h): hypergradients w.r.t. the learnable instructions checked against
 // float64 finite differences through one inner SGD step, memory of the implicit methods flat in K, and the
 // bilevel loop changing phi and theta and lowering the meta objective on a fixed toy problem.
 #include <torch/torch.h>
@@ -14,7 +14,7 @@
 #include "tests/check.h"
 #include "tests/test_t5_common.h"
 #include "t5/generate.h"
-#include "train/dio.h"
+#include "dio/dio.h"
 
 using instill::MemoryTracker;
 using instill::dio::DioBatch;
@@ -287,7 +287,7 @@ TEST(phi_save_load_roundtrip) {
   std::remove(path.c_str());
 }
 
-// ---------- issue 13: dropout, the inner step reused, the meta loss, the lr, SAMA ----------
+// ---------- dropout, the inner step reused, the meta loss, the lr, SAMA ----------
 
 TEST(unroll_under_dropout_matches_finite_differences_through_the_same_steps_t5) {
   auto model = make_model(at::kDouble, 3, 16, /*dropout=*/0.1);

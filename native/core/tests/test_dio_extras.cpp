@@ -1,4 +1,4 @@
-// DIO extensions (train/dio.h): demonstration selection by straight-through Gumbel-softmax (forward equals the
+// DIO extensions (dio/dio.h): demonstration selection by straight-through Gumbel-softmax (forward equals the
 // model reading the selected demonstration's tokens; d loss / d logits equals the straight-through formula built
 // from finite differences of the relaxed loss; seeded sampling), the embedder reading encoder states (hypergradient
 // and HVP against float64 finite differences), and the training state (a run resumed from saved weights, phi and
@@ -14,7 +14,7 @@
 #include "hypergrad/hypergrad.h"
 #include "tests/check.h"
 #include "tests/test_t5_common.h"
-#include "train/dio.h"
+#include "dio/dio.h"
 
 using instill::dio::DioBatch;
 using instill::dio::DioOptions;

@@ -701,7 +701,7 @@ TEST(reduce_hook_gives_the_full_batch_hypergradient_on_two_shards) {
   }
 }
 
-// ---------- dropout: every closure call of one hypergradient sees the masks it should (issue 13) ----------
+// ---------- dropout: every closure call of one hypergradient sees the masks it should ----------
 
 // The tanh MLP with dropout 0.1 on its hidden layer (drawn from the default CPU generator, as T5's dropout is).
 struct DropMlp {

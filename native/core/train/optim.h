@@ -93,7 +93,7 @@ class Optimizer {
   // Bytes held by optimizer buffers.
   int64_t state_bytes() const;
   // Parameter i's buffers ("step", "exp_avg", ...; empty before its first update), read-only (e.g. SAMA's
-  // preconditioner in train/dio.cpp).
+  // preconditioner in dio/dio.cpp).
   const std::map<std::string, at::Tensor>& buffers(size_t i) const { return state_.at(i); }
 
  private:
