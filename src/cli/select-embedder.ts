@@ -18,9 +18,10 @@ import type { SniExample } from "../data/types.js";
 import { createEmbedder } from "../select/registry.js";
 import { holdOutLastDefinition, TrainedEmbedder, trainSentenceEncoder, wordingRetrieval } from "../select/trained.js";
 import type { TrainEmbedderOptions, ViewSource } from "../select/trained.js";
-import { chanceMeasures, evaluateEmbedder, pairedDifference } from "../select/evaluate.js";
-import type { EmbedderMeasures, EvalTask, PairedDifference, PrecisionAtK } from "../select/evaluate.js";
+import { chanceHeldOut, chanceMeasures, crossFitSplits, evaluateEmbedder, evaluateHeldOut, pairedDifference, trainsOnPool } from "../select/evaluate.js";
+import type { EmbedderMeasures, EvalTask, HeldOutSplit, PairedDifference, PrecisionAtK } from "../select/evaluate.js";
 import { HybridEmbedder } from "../select/hybrid.js";
+import { AlignedEmbedder, parseAlignedArg } from "../select/aligned.js";
 import { examplesOf, nameResolver } from "../select/pool.js";
 
 /**
@@ -93,6 +94,8 @@ function num(v: string | undefined, arg: string, int: boolean, min: number): num
 }
 
 interface TrainFlags {
+  method?: string;
+  options?: string;
   pool?: string;
   out?: string;
   init?: string;
@@ -119,6 +122,12 @@ export function registerSelectEmbedder(program: Command): void {
     .description("train a sentence encoder contrastively (InfoNCE, in-batch negatives) on a pool's instructions; use it with --embedder trained:<out>")
     .option("--pool <path>", "folder of SNI task files (all definitions and positive examples are used), or a definitions.jsonl")
     .option("--out <dir>", "folder to write the embedder to")
+    .option(
+      "--method <m>",
+      "words (a sentence encoder trained on views of each task, InfoNCE; --init for T5) or aligned (hybrid + a low-rank channel trained on the pool's task names as weak positives; use it with --embedder aligned:<out>)",
+      "words",
+    )
+    .option("--options <k=v,...>", "aligned: rank=32,weight=0.15,temperature=0.2,steps=200,lr=0.05,seed=0,jaccard=0.34,shape=0.15,explanation=0.5,input=0.35")
     .option("--init <checkpoint>", "initialize from a T5 checkpoint's encoder (and use its tokenizer); default: a word-level transformer with a vocabulary built from the pool")
     .option("--steps <n>", "optimizer steps (0 writes the untrained encoder)", "300")
     .option("--batch <n>", "tasks per step (each gives two views)", "32")
@@ -138,6 +147,46 @@ export function registerSelectEmbedder(program: Command): void {
       if (!o.pool) throw new Error("--pool is required");
       if (!o.out) throw new Error("--out is required");
       if (o.init && !existsSync(o.init)) throw new Error(`--init: ${o.init}: no such checkpoint folder`);
+      if (o.method !== "words" && o.method !== "aligned") throw new RangeError(`--method: expected words or aligned, got '${o.method}'`);
+      if (o.method === "aligned") {
+        const { dir, options } = parseAlignedArg(o.options);
+        if (dir !== undefined) throw new RangeError(`--options: expected k=v pairs, got '${dir}'`);
+        const sources = loadViewSources(o.pool, resolveTrainTasks(o.pool, o, "training on"));
+        const named = sources.map((t) => ({ name: t.name, text: t.definitions[0].trim(), examples: examplesOf(t.positiveExamples) }));
+        const e = new AlignedEmbedder(options);
+        let lastPrint = 0;
+        const t0 = performance.now();
+        await e.train(named, (step, total, loss) => {
+          const now = Date.now();
+          if (!o.json && (now - lastPrint > 2000 || step === total)) {
+            lastPrint = now;
+            process.stderr.write(`step ${step}/${total} loss ${loss.toFixed(4)}\n`);
+          }
+        });
+        e.save(o.out);
+        const tr = e.lastTraining!;
+        const res = {
+          kind: "aligned",
+          dir: o.out,
+          tasks: tr.tasks,
+          anchors: tr.anchors,
+          positives: tr.positives,
+          keys: tr.keys.length,
+          steps: e.options.steps,
+          options: e.options,
+          firstLoss: tr.losses[0] ?? null,
+          lastLoss: tr.losses.at(-1) ?? null,
+          seconds: (performance.now() - t0) / 1000,
+        };
+        if (o.json) process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
+        else
+          process.stdout.write(
+            `wrote aligned embedder to ${o.out}: ${res.tasks} tasks (${res.anchors} with weak positives), ${res.keys} features, rank ${e.options.rank}, ${res.steps} steps` +
+              (res.firstLoss !== null ? `, loss ${res.firstLoss.toFixed(4)} -> ${res.lastLoss!.toFixed(4)}` : "") +
+              ` in ${res.seconds.toFixed(1)} s\nuse it with: instill select --embedder aligned:${o.out} ...\n`,
+          );
+        return;
+      }
       let tasks = loadViewSources(o.pool, resolveTrainTasks(o.pool, o, "training on"));
       if (o.holdOutLast) tasks = holdOutLastDefinition(tasks);
       const steps = num(o.steps, "--steps", true, 0)!;
@@ -196,26 +245,77 @@ export function registerSelectEmbedder(program: Command): void {
     .option("--train-tasks <file>", "evaluate on the task names in this file (default: the pool's training split, when one lies beside it)")
     .option("--all-tasks", "evaluate on every task of the pool")
     .option("--no-example", "skip example->task retrieval")
+    .option(
+      "--cross-fit",
+      "held-out protocol: split the tasks into --folds folds by source dataset; every embedder is fitted on one fold and measured leave-one-out within it, " +
+        "trainable ones (aligned) trained on the other folds first",
+    )
+    .option(
+      "--baseline <spec>",
+      "an embedder the others are compared with, paired (repeatable; default: lexical when measured, else the first)",
+      (v: string, p: string[]) => [...p, v],
+      [] as string[],
+    )
+    .option("--outside-split", "held-out protocol: measure on the pool's tasks outside the training split (trainable embedders are trained on the split)")
     .option("--json", "print JSON")
     .action(
-      async (o: { pool?: string; embedder: string[]; recipe: string[]; k: string; folds: string; trainTasks?: string; allTasks?: boolean; example: boolean; json?: boolean }) => {
+      async (o: {
+        pool?: string;
+        embedder: string[];
+        recipe: string[];
+        k: string;
+        folds: string;
+        trainTasks?: string;
+        allTasks?: boolean;
+        example: boolean;
+        crossFit?: boolean;
+        outsideSplit?: boolean;
+        baseline: string[];
+        json?: boolean;
+      }) => {
         if (!o.pool) throw new Error("--pool is required");
         const k = num(o.k, "--k", true, 1)!;
         const folds = num(o.folds, "--folds", true, 2)!;
-        const specs = o.embedder.length || o.recipe.length ? o.embedder : ["lexical:plain", "lexical", "lexical:bm25", "hybrid"];
-        const sources = loadViewSources(o.pool, resolveTrainTasks(o.pool, o, "evaluating on"));
-        const tasks: EvalTask[] = sources.map((t) => ({
+        if (o.crossFit && o.outsideSplit) throw new Error("--cross-fit and --outside-split: give one of them");
+        const heldOut = o.crossFit || o.outsideSplit;
+        if (heldOut && o.recipe.length) throw new Error("--recipe is cross-fitted by itself; leave out --cross-fit / --outside-split");
+        const specs = o.embedder.length || o.recipe.length ? o.embedder : heldOut ? ["lexical:plain", "lexical", "hybrid", "aligned"] : ["lexical:plain", "lexical", "lexical:bm25", "hybrid"];
+        const toEval = (t: ViewSource): EvalTask => ({
           name: t.name,
           text: t.definitions[0].trim(),
           definitions: t.definitions,
           examples: examplesOf(t.positiveExamples),
           categories: t.categories,
-        }));
-        const multi = sources.filter((t) => t.definitions.length >= 3).length;
+        });
+        let sources: ViewSource[];
+        let splits: HeldOutSplit[] | undefined;
+        let tasks: EvalTask[];
+        if (o.outsideSplit) {
+          const split = resolveTrainTasks(o.pool, o, "training on");
+          if (!split) throw new Error("--outside-split: no training split beside the pool; give --train-tasks FILE");
+          const inSplit = new Set(loadViewSources(o.pool, split).map((t) => t.name));
+          const all = loadViewSources(o.pool);
+          sources = [...all.filter((t) => inSplit.has(t.name)), ...all.filter((t) => !inSplit.has(t.name))];
+          tasks = sources.map(toEval);
+          const nIn = inSplit.size;
+          splits = [{ trainOn: tasks.map((_, i) => i).slice(0, nIn), evalOn: tasks.map((_, i) => i).slice(nIn) }];
+          process.stderr.write(`note: measuring on the ${tasks.length - nIn} tasks outside the training split; trainable embedders train on its ${nIn}\n`);
+        } else {
+          sources = loadViewSources(o.pool, resolveTrainTasks(o.pool, o, "evaluating on"));
+          tasks = sources.map(toEval);
+          if (o.crossFit) splits = crossFitSplits(tasks, folds);
+        }
+        const multi = heldOut ? 0 : sources.filter((t) => t.definitions.length >= 3).length;
         const out: Record<string, EmbedderMeasures & { wording?: { accuracy: number; queries: number; candidates: number; chance: number } }> = {};
-        out.random = chanceMeasures(tasks, k);
+        out.random = splits ? chanceHeldOut(tasks, splits, k) : chanceMeasures(tasks, k);
         for (const spec of specs) {
+          if (splits) {
+            out[spec] = await evaluateHeldOut(tasks, spec, () => createEmbedder(spec), splits, { k });
+            continue;
+          }
           const e = await createEmbedder(spec);
+          if (trainsOnPool(e))
+            throw new Error(`--embedder ${spec}: it would be trained on the names of the tasks it is measured on; use --cross-fit or --outside-split (or a folder trained elsewhere)`);
           try {
             out[spec] = await evaluateEmbedder(tasks, spec, e, { k, noExample: !o.example });
             if (multi) out[spec].wording = await wordingRetrieval(sources, e);
@@ -243,27 +343,47 @@ export function registerSelectEmbedder(program: Command): void {
             rmSync(tmp, { recursive: true, force: true });
           }
         }
-        // Each embedder against a baseline (lexical when measured, else the first), paired over the same queries.
-        const baseline = out.lexical ? "lexical" : Object.keys(out).find((x) => x !== "random");
-        const vs: Record<string, { dataset?: PairedDifference; kind?: PairedDifference; category?: PairedDifference }> = {};
-        for (const [spec, m] of Object.entries(out)) {
-          if (spec === "random" || spec === baseline || !baseline) continue;
-          const b = out[baseline];
-          vs[spec] = { dataset: pairedDifference(m.dataset, b.dataset), kind: pairedDifference(m.kind, b.kind) };
-          if (m.category && b.category) vs[spec].category = pairedDifference(m.category, b.category);
+        // Each embedder against each baseline (lexical when measured, else the first), paired over the same queries.
+        for (const b of o.baseline) if (!out[b]) throw new Error(`--baseline ${b}: not among the measured embedders (${Object.keys(out).join(", ")})`);
+        const def = out.lexical ? "lexical" : Object.keys(out).find((x) => x !== "random");
+        const baselines = o.baseline.length ? o.baseline : def ? [def] : [];
+        type Vs = Record<string, { dataset?: PairedDifference; kind?: PairedDifference; category?: PairedDifference }>;
+        const vsBy: Record<string, Vs> = {};
+        for (const baseline of baselines) {
+          const vs: Vs = (vsBy[baseline] = {});
+          for (const [spec, m] of Object.entries(out)) {
+            if (spec === "random" || spec === baseline) continue;
+            const b = out[baseline];
+            vs[spec] = { dataset: pairedDifference(m.dataset, b.dataset), kind: pairedDifference(m.kind, b.kind) };
+            if (m.category && b.category) vs[spec].category = pairedDifference(m.category, b.category);
+          }
         }
+        const baseline = baselines[0];
+        const vs: Vs = baseline ? vsBy[baseline] : {};
         const strip = (m: PrecisionAtK | undefined) => (m ? { ...m, perTask: undefined } : undefined);
         if (o.json) {
           const j: Record<string, unknown> = {};
           for (const [spec, m] of Object.entries(out))
-            j[spec] = { ...m, dataset: strip(m.dataset), kind: strip(m.kind), category: strip(m.category), ...(vs[spec] ? { vs: { baseline, ...vs[spec] } } : {}) };
+            j[spec] = {
+              ...m,
+              dataset: strip(m.dataset),
+              kind: strip(m.kind),
+              category: strip(m.category),
+              ...(vs[spec] ? { vs: { baseline, ...vs[spec] } } : {}),
+              ...(baselines.length > 1 ? { vsAll: Object.fromEntries(baselines.filter((b) => vsBy[b][spec]).map((b) => [b, vsBy[b][spec]])) } : {}),
+            };
           process.stdout.write(`${JSON.stringify(j, null, 2)}\n`);
           return;
         }
         const pk = (m: PrecisionAtK | undefined) => (m && m.queries ? m.precision.toFixed(3) : "-");
         const first = Object.values(out)[0];
+        const protocol = o.crossFit
+          ? `cross-fitted over ${splits!.length} folds by source dataset (fitted on, and leave-one-out within, each fold; trainable embedders trained on the other folds)`
+          : o.outsideSplit
+            ? `the ${first.tasks} tasks outside the training split (trainable embedders trained on the split)`
+            : "leave-one-out";
         const lines = [
-          `${tasks.length} tasks from ${basename(o.pool)}; leave-one-out precision@${k} (labelled queries: dataset ${first.dataset.queries}, kind ${first.kind.queries}` +
+          `${heldOut ? first.tasks : tasks.length} tasks from ${basename(o.pool)}; ${protocol} precision@${k} (labelled queries: dataset ${first.dataset.queries}, kind ${first.kind.queries}` +
             (first.category ? `, category ${first.category.queries}` : "") +
             ")",
           `| embedder | dataset@${k} | kind@${k} |${first.category ? ` category@${k} |` : ""} example->task top-1 |${multi ? " wording top-1 |" : ""} seconds |`,
@@ -275,9 +395,10 @@ export function registerSelectEmbedder(program: Command): void {
               `${multi ? ` ${m.wording ? m.wording.accuracy.toFixed(3) : spec === "random" ? (1 / tasks.length).toFixed(3) : "-"} |` : ""} ${m.seconds.toFixed(1)} |`,
           );
         const fd = (d: PairedDifference | undefined) => (d ? `${d.diff >= 0 ? "+" : ""}${d.diff.toFixed(3)} [${d.lo.toFixed(3)}, ${d.hi.toFixed(3)}]` : "-");
-        if (Object.keys(vs).length) {
-          lines.push("", `difference from ${baseline}, 95% paired bootstrap interval over the labelled queries:`);
-          for (const [spec, v] of Object.entries(vs))
+        for (const b of baselines) {
+          if (!Object.keys(vsBy[b]).length) continue;
+          lines.push("", `difference from ${b}, 95% paired bootstrap interval over the labelled queries:`);
+          for (const [spec, v] of Object.entries(vsBy[b]))
             lines.push(`  ${spec}: dataset@${k} ${fd(v.dataset)}, kind@${k} ${fd(v.kind)}${v.category ? `, category@${k} ${fd(v.category)}` : ""}`);
         }
         process.stdout.write(lines.join("\n") + "\n");

@@ -51,7 +51,8 @@ export function registerSelect(program: Command): void {
     .option(
       "--embedder <name>",
       "embedder: hybrid (the default: BM25 over the instruction + the output shape of its positive examples), lexical[:bm25|raw|plain|nostem] (TF-IDF), " +
-        "encoder:<checkpoint dir>[,pool=mean|firstlast], trained:<dir> (instill select-embedder train), hybrid:trained=<dir> (both)",
+        "encoder:<checkpoint dir>[,pool=mean|firstlast], trained:<dir> (instill select-embedder train), hybrid:trained=<dir> (both), " +
+        "aligned:<dir> (instill select-embedder train --method aligned; hybrid + a channel aligned on the pool's task names)",
       DEFAULT_EMBEDDER,
     )
     .option("--threshold <t>", "keep only tasks with cosine similarity >= t")

@@ -380,3 +380,112 @@ export function chanceMeasures(tasks: EvalTask[], k = 5): EmbedderMeasures {
   if (tasks.some((t) => t.examples?.length)) res.example = { accuracy: 1 / tasks.length, queries: tasks.filter((t) => t.examples?.length).length, candidates: tasks.length, chance: 1 / tasks.length };
   return res;
 }
+
+/** An embedder that can be trained on named tasks before it is fitted on a pool (e.g. `aligned`). */
+interface Trainable {
+  trained: boolean;
+  train(tasks: { name: string; text: string }[]): Promise<unknown>;
+}
+
+/** Whether fitting this embedder on a pool would train it on that pool's names (and so on what is measured). */
+export function trainsOnPool(e: Embedder): boolean {
+  const t = e as unknown as Partial<Trainable>;
+  return typeof t.train === "function" && t.trained === false;
+}
+
+/** One held-out measurement: train on `trainOn` (row indices), fit on and measure leave-one-out within `evalOn`. */
+export interface HeldOutSplit {
+  trainOn: number[];
+  evalOn: number[];
+}
+
+/** The 2+ folds by source dataset as held-out splits: each fold measured within itself, trained on the rest. */
+export function crossFitSplits(tasks: { name: string }[], folds = 2): HeldOutSplit[] {
+  const f = datasetFolds(tasks, folds);
+  return Array.from({ length: folds }, (_, k) => ({
+    trainOn: f.map((x, i) => (x !== k ? i : -1)).filter((i) => i >= 0),
+    evalOn: f.map((x, i) => (x === k ? i : -1)).filter((i) => i >= 0),
+  })).filter((s) => s.evalOn.length >= 2);
+}
+
+function mergePrecision(parts: { p: PrecisionAtK; rows: number[] }[], n: number, k: number): PrecisionAtK {
+  const perTask = new Array<number>(n).fill(NaN);
+  let ch = 0;
+  let q = 0;
+  let groups = 0;
+  for (const { p, rows } of parts) {
+    p.perTask!.forEach((x, i) => (perTask[rows[i]] = x));
+    if (p.queries) ch += p.chance * p.queries;
+    q += p.queries;
+    groups += p.groups;
+  }
+  const vals = perTask.filter((x) => !Number.isNaN(x));
+  const precision = vals.length ? vals.reduce((a, b) => a + b, 0) / vals.length : NaN;
+  const chance = q ? ch / q : NaN;
+  return { k, precision, chance, lift: chance > 0 ? precision / chance : NaN, queries: q, groups, perTask };
+}
+
+/**
+ * Held-out measures: for each split, a fresh embedder (`create`) is trained on the split's `trainOn` tasks when
+ * it is trainable (`aligned`), fitted on the `evalOn` tasks (the pool it selects from) and measured by
+ * leave-one-out within them; fixed embedders are just fitted and measured the same way, so rows are paired.
+ * No measured task (nor, with crossFitSplits, any task of its dataset) is trained on.
+ */
+export async function evaluateHeldOut(
+  tasks: EvalTask[],
+  name: string,
+  create: () => Promise<Embedder>,
+  splits: HeldOutSplit[],
+  o: { k?: number } = {},
+): Promise<EmbedderMeasures> {
+  const k = o.k ?? 5;
+  const t0 = performance.now();
+  const parts: { ds: PrecisionAtK; kd: PrecisionAtK; cat?: PrecisionAtK; rows: number[] }[] = [];
+  for (const s of splits) {
+    if (s.evalOn.length < k + 2) throw new RangeError(`held-out measure: a split has ${s.evalOn.length} tasks; k = ${k} needs at least ${k + 2}`);
+    const e = await create();
+    try {
+      if (trainsOnPool(e)) await (e as unknown as Trainable).train(s.trainOn.map((i) => tasks[i]));
+      const held = s.evalOn.map((i) => tasks[i]);
+      await fitOnTasks(e, held);
+      const m = normalizeRows(await embedTaskMatrix(e, held));
+      const nb = leaveOneOutTopk(m, k);
+      const names = held.map((t) => t.name);
+      const cats = held.map((t) => (t.categories?.length ? [...t.categories].sort().join(" | ") : undefined));
+      parts.push({
+        ds: precisionAtK(nb, k, names.map(datasetOf)),
+        kd: precisionAtK(nb, k, names.map(kindOf)),
+        cat: cats.some((c) => c !== undefined) ? precisionAtK(nb, k, cats) : undefined,
+        rows: s.evalOn,
+      });
+    } finally {
+      (e as { dispose?: () => void }).dispose?.();
+    }
+  }
+  const N = tasks.length;
+  const res: EmbedderMeasures = {
+    embedder: name,
+    tasks: parts.reduce((a, p) => a + p.rows.length, 0),
+    dataset: mergePrecision(parts.map((p) => ({ p: p.ds, rows: p.rows })), N, k),
+    kind: mergePrecision(parts.map((p) => ({ p: p.kd, rows: p.rows })), N, k),
+    seconds: (performance.now() - t0) / 1000,
+  };
+  if (parts.every((p) => p.cat)) res.category = mergePrecision(parts.map((p) => ({ p: p.cat!, rows: p.rows })), N, k);
+  return res;
+}
+
+/** Chance for held-out measures: k random picks within each split's evalOn tasks. */
+export function chanceHeldOut(tasks: EvalTask[], splits: HeldOutSplit[], k = 5): EmbedderMeasures {
+  const parts = splits.map((s) => ({ m: chanceMeasures(s.evalOn.map((i) => tasks[i]), k), rows: s.evalOn }));
+  const merge = (get: (m: EmbedderMeasures) => PrecisionAtK | undefined): PrecisionAtK | undefined => {
+    const ps = parts.map((p) => get(p.m));
+    if (ps.some((p) => !p)) return undefined;
+    const q = ps.reduce((a, p) => a + p!.queries, 0);
+    const ch = q ? ps.reduce((a, p) => a + p!.chance * p!.queries, 0) / q : NaN;
+    return { k, precision: ch, chance: ch, lift: 1, queries: q, groups: ps.reduce((a, p) => a + p!.groups, 0) };
+  };
+  const res: EmbedderMeasures = { embedder: "random", tasks: parts.reduce((a, p) => a + p.rows.length, 0), dataset: merge((m) => m.dataset)!, kind: merge((m) => m.kind)!, seconds: 0 };
+  const c = merge((m) => m.category);
+  if (c) res.category = c;
+  return res;
+}

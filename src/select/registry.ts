@@ -5,6 +5,7 @@ import { LexicalEmbedder } from "./lexical.js";
 import { createEncoderEmbedder } from "./encoder.js";
 import { createTrainedEmbedder } from "./trained.js";
 import { HybridEmbedder } from "./hybrid.js";
+import { createAlignedEmbedder } from "./aligned.js";
 import type { LexicalOptions } from "./lexical.js";
 
 /** The embedder `instill select` and `select-train` use when none is named. */
@@ -25,10 +26,11 @@ export function lexicalOptions(arg: string | undefined, who = "--embedder lexica
   return o;
 }
 
-/** hybrid[:shape=W][,explanation=W][,tf=bm25|sublinear|raw][,nostem][,trained=DIR][,trained-weight=W]. */
+/** hybrid[:shape=W][,explanation=W][,input=W][,tf=bm25|sublinear|raw][,nostem][,trained=DIR][,trained-weight=W]. */
 async function createHybrid(arg: string | undefined): Promise<HybridEmbedder> {
   let shape: number | undefined;
   let explanation: number | undefined;
+  let input: number | undefined;
   let trained: string | undefined;
   let extraWeight: number | undefined;
   const lex: LexicalOptions = {};
@@ -43,14 +45,15 @@ async function createHybrid(arg: string | undefined): Promise<HybridEmbedder> {
     const v = eq < 0 ? "" : part.slice(eq + 1);
     if (k === "shape") shape = weight(k, v);
     else if (k === "explanation") explanation = weight(k, v);
+    else if (k === "input") input = weight(k, v);
     else if (k === "tf" && ["bm25", "sublinear", "raw"].includes(v)) lex.tf = v as LexicalOptions["tf"];
     else if (k === "nostem" && eq < 0) lex.stem = false;
     else if (k === "trained" && v) trained = v;
     else if (k === "trained-weight") extraWeight = weight(k, v);
-    else throw new RangeError(`--embedder hybrid: unknown option '${part}' (expected shape=W, explanation=W, tf=bm25|sublinear|raw, nostem, trained=DIR, trained-weight=W)`);
+    else throw new RangeError(`--embedder hybrid: unknown option '${part}' (expected shape=W, explanation=W, input=W, tf=bm25|sublinear|raw, nostem, trained=DIR, trained-weight=W)`);
   }
   const extra = trained ? await createTrainedEmbedder(trained) : undefined;
-  return new HybridEmbedder({ lexical: lex, shape, explanation, extra, extraWeight });
+  return new HybridEmbedder({ lexical: lex, shape, explanation, input, extra, extraWeight });
 }
 
 export type EmbedderFactory = (arg: string | undefined) => Embedder | Promise<Embedder>;
@@ -67,9 +70,18 @@ export const EMBEDDERS = new Map<string, { describe: string; create: EmbedderFac
     "hybrid",
     {
       describe:
-        "the default: BM25 over the instruction + the output shape (weight 0.15) and TF-IDF of the explanations (0.5) of the task's positive examples, fitted on the pool; " +
-        "hybrid:shape=W,explanation=W,tf=bm25|sublinear|raw,nostem,trained=DIR,trained-weight=W",
+        "the default: BM25 over the instruction + the output shape (weight 0.15) and TF-IDF of the explanations (0.5) of the task's positive examples (input=W adds TF-IDF of their inputs), fitted on the pool; " +
+        "hybrid:shape=W,explanation=W,input=W,tf=bm25|sublinear|raw,nostem,trained=DIR,trained-weight=W",
       create: createHybrid,
+    },
+  ],
+  [
+    "aligned",
+    {
+      describe:
+        "hybrid (with input=0.35) and a learned low-rank channel aligned on the meta-dataset's task names (same source dataset or name words as positives); " +
+        "trained on the pool when no folder is given: aligned[:DIR][,rank=R,weight=W,temperature=T,steps=N,lr=LR,seed=S,jaccard=J,shape=W,explanation=W,input=W]",
+      create: createAlignedEmbedder,
     },
   ],
   [

@@ -96,4 +96,27 @@ describe("instill select-embedder", () => {
     expect(noPool.status).toBe(1);
     expect(noPool.stderr).toMatch(/--pool is required/);
   });
+  it("aligned: trains in one command (--method aligned), selects with aligned:<dir>, and is measured only held out", () => {
+    const dir = join(tmp, "aligned-names");
+    const t = run(["select-embedder", "train", "--method", "aligned", "--pool", tasksDir, "--out", dir, "--all-tasks", "--options", "steps=20,rank=8", "--json"]);
+    expect(t.status, t.stderr).toBe(0);
+    const res = JSON.parse(t.stdout);
+    expect(res).toMatchObject({ kind: "aligned", steps: 20 });
+    expect(res.lastLoss).toBeLessThan(res.firstLoss);
+    expect(existsSync(join(dir, "aligned.json")) && existsSync(join(dir, "aligned.f32"))).toBe(true);
+    const sel = run(["select", "--pool", tasksDir, "--target-text", "reverse the words", "--k", "2", "--embedder", `aligned:${dir}`, "--no-cache", "--json"]);
+    expect(sel.status, sel.stderr).toBe(0);
+    expect(Object.values(JSON.parse(sel.stdout) as Record<string, unknown[]>)[0]).toHaveLength(2);
+    const leak = run(["select-embedder", "eval", "--pool", tasksDir, "--all-tasks", "--embedder", "aligned:steps=5"]);
+    expect(leak.status).toBe(1);
+    expect(leak.stderr).toMatch(/trained on the names of the tasks it is measured on; use --cross-fit or --outside-split/);
+    const cf = run(["select-embedder", "eval", "--pool", tasksDir, "--all-tasks", "--cross-fit", "--embedder", "lexical", "--embedder", "aligned:steps=10,rank=8", "--baseline", "lexical", "--json"]);
+    expect(cf.status, cf.stderr).toBe(0);
+    const j = JSON.parse(cf.stdout);
+    expect(Object.keys(j)).toEqual(["random", "lexical", "aligned:steps=10,rank=8"]);
+    expect(j["aligned:steps=10,rank=8"].vs.baseline).toBe("lexical");
+    const bad = run(["select-embedder", "train", "--method", "nope", "--pool", tasksDir, "--out", join(tmp, "y")]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/--method: expected words or aligned/);
+  });
 });

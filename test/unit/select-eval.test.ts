@@ -71,9 +71,9 @@ describe("hybrid embedder", () => {
     expect(y[7]).toBe(1);
     expect(exampleShape({ input: "pick one", output: "(B)" })[11]).toBe(1);
   });
-  it("cosine is (cos_lexical + w * cos_shape + v * cos_explanations) / (1 + w + v), zero channels for what a task lacks", async () => {
-    const w = 0.3, v = 0.5;
-    const h = new HybridEmbedder({ shape: w, explanation: v });
+  it("cosine is (cos_lexical + w * cos_shape + v * cos_explanations + u * cos_inputs) / (1 + w + v + u), zero channels for what a task lacks", async () => {
+    const w = 0.3, v = 0.5, u = 0.35;
+    const h = new HybridEmbedder({ shape: w, explanation: v, input: u });
     await h.fitTasks(pool);
     const lex = new LexicalEmbedder({ tf: "bm25" });
     lex.fit(pool.map((t) => t.text));
@@ -83,6 +83,10 @@ describe("hybrid embedder", () => {
     const expl = pool.map((t) => t.examples![0].explanation ?? "");
     xl.fit(expl.filter(Boolean));
     const X = toMatrix(await xl.embed(expl), pool.length);
+    const il = new LexicalEmbedder();
+    const inputs = pool.map((t) => t.examples![0].input);
+    il.fit(inputs);
+    const I = toMatrix(await il.embed(inputs), pool.length);
     const S = pool.map((t) => h.shapeVector(t.examples));
     // independent shape: z-score by the pool's mean and (population) std, then L2-normalize
     const raw = pool.map((t) => exampleShape(t.examples![0]));
@@ -95,11 +99,14 @@ describe("hybrid embedder", () => {
       z.forEach((x, j) => expect(S[i][j]).toBeCloseTo(x / n, 10));
     });
     const row = (m: { data: Float32Array; dim: number }, i: number) => m.data.subarray(i * m.dim, (i + 1) * m.dim);
-    // task d has no explanation: its row's norm^2 is 1 + w, the others' 1 + w + v
-    const n2 = (i: number) => 1 + w + (expl[i] ? v : 0);
+    // task d has no explanation: its row's norm^2 is 1 + w + u, the others' 1 + w + v + u
+    const n2 = (i: number) => 1 + w + (expl[i] ? v : 0) + u;
     for (let i = 0; i < pool.length; i++)
       for (let j = 0; j < pool.length; j++)
-        expect(dot(row(H, i), row(H, j))).toBeCloseTo((dot(row(L, i), row(L, j)) + w * dot(S[i], S[j]) + v * dot(row(X, i), row(X, j))) / Math.sqrt(n2(i) * n2(j)), 5);
+        expect(dot(row(H, i), row(H, j))).toBeCloseTo(
+          (dot(row(L, i), row(L, j)) + w * dot(S[i], S[j]) + v * dot(row(X, i), row(X, j)) + u * dot(row(I, i), row(I, j))) / Math.sqrt(n2(i) * n2(j)),
+          5,
+        );
     const free = toMatrix(await h.embed(["Classify the sentiment"]), 1);
     expect(Array.from(free.data.subarray(L.dim)).every((x) => x === 0)).toBe(true);
     await expect(new HybridEmbedder().embed(["x"])).rejects.toThrow(/fitTasks/);
@@ -108,7 +115,7 @@ describe("hybrid embedder", () => {
     const e = await createEmbedder("hybrid");
     const run = await selectTasks(pool, [{ label: "t", text: "Is the review positive or negative?", examples: [{ input: "Awful", output: "negative" }] }], e, { k: 2, searcher: "js" });
     expect(run.selections[0].selected.map((s) => s.task)).toEqual(["a", "c"]);
-    expect(run.dim).toBe((e as HybridEmbedder).lexical.dim + SHAPE_FEATURES.length + (e as HybridEmbedder).explanations.dim);
+    expect(run.dim).toBe((e as HybridEmbedder).lexical.dim + SHAPE_FEATURES.length + (e as HybridEmbedder).explanations.dim + (e as HybridEmbedder).inputs.dim);
   });
 });
 
