@@ -279,6 +279,7 @@ export async function trainAligned(tasks: NamedTask[], opts: AlignedOptions = {}
         positives++;
       }
   const anchors = hasPos.reduce((a, b) => a + b, 0);
+  if (!anchors) throw new Error(`aligned: no two of the ${n} tasks share a source dataset or name words (Jaccard >= ${o.jaccard}); nothing to align on`);
   const W = new Float64Array(D * r);
   keys.forEach((k, c) => sketchColumn(k, r, o.seed, W, c * r));
   const mom = new Float64Array(D * r);

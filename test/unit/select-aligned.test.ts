@@ -112,6 +112,7 @@ describe("aligned embedder", () => {
     expect(() => parseAlignedArg("rank=x")).toThrow(/rank must be/);
     expect(() => parseAlignedArg("colour=1")).toThrow(/unknown option 'colour'/);
     expect(parseAlignedArg("dir,rank=16").dir).toBe("dir");
+    await expect(trainAligned([{ name: "task1_a_x", text: "a" }, { name: "task2_b_y", text: "b" }, { name: "task3_c_z", text: "c" }], { steps: 1 })).rejects.toThrow(/nothing to align on/);
   });
 
   it("the hybrid's input channel: TF-IDF of the examples' inputs, off by default, on with input=W", async () => {
