@@ -20,14 +20,6 @@ using instill::dist::ProcessGroup;
 
 Napi::FunctionReference* g_ctor = nullptr;  // the class constructor, alive for the process
 
-std::vector<at::Tensor> RequireTensors(const Napi::Value& v, const std::string& arg) {
-  if (!v.IsArray()) throw instill::ArgumentError(arg + ": expected an array of tensors");
-  auto a = v.As<Napi::Array>();
-  std::vector<at::Tensor> out;
-  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(TensorFromJs(a.Get(i), arg + "[" + std::to_string(i) + "]"));
-  return out;
-}
-
 Napi::Array TensorsToJs(Napi::Env env, const std::vector<at::Tensor>& v) {
   auto a = Napi::Array::New(env, v.size());
   for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), TensorToJs(env, v[i].contiguous()));
@@ -159,7 +151,7 @@ class ProcessGroupWrap : public Handle<ProcessGroupWrap> {
 
   Napi::Value Broadcast(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      auto ts = std::make_shared<std::vector<at::Tensor>>(RequireTensors(info[0], "tensors"));
+      auto ts = std::make_shared<std::vector<at::Tensor>>(ArrayFromJs(info[0], "tensors", TensorFromJs, /*allow_empty=*/true));
       int root = 0;
       if (info.Length() > 1 && !info[1].IsUndefined()) root = static_cast<int>(RequireInt(info[1], "root", 0, 1 << 20));
       return Collective(
@@ -170,7 +162,7 @@ class ProcessGroupWrap : public Handle<ProcessGroupWrap> {
 
   Napi::Value Allreduce(const Napi::CallbackInfo& info, bool mean) {
     return Guard(info, [&]() -> Napi::Value {
-      auto ts = std::make_shared<std::vector<at::Tensor>>(RequireTensors(info[0], "tensors"));
+      auto ts = std::make_shared<std::vector<at::Tensor>>(ArrayFromJs(info[0], "tensors", TensorFromJs, /*allow_empty=*/true));
       int64_t bucket = ProcessGroup::kDefaultBucketBytes;
       if (info.Length() > 1 && info[1].IsObject())
         if (auto f = OptionalField(info[1].As<Napi::Object>(), "bucketBytes"))

@@ -128,19 +128,11 @@ at::Tensor TensorField(const Napi::Object& o, const char* key, const std::string
 }
 
 std::vector<std::string> RequireStringArray(const Napi::Value& v, const std::string& arg) {
-  if (!v.IsArray()) throw instill::ArgumentError(arg + ": expected an array of strings");
-  auto a = v.As<Napi::Array>();
-  std::vector<std::string> out;
-  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(RequireString(a.Get(i), arg + "[" + std::to_string(i) + "]"));
-  return out;
+  return ArrayFromJs(v, arg, RequireString, /*allow_empty=*/true);
 }
 
 std::vector<double> RequireNumberArray(const Napi::Value& v, const std::string& arg) {
-  if (!v.IsArray()) throw instill::ArgumentError(arg + ": expected an array of numbers");
-  auto a = v.As<Napi::Array>();
-  std::vector<double> out(a.Length());
-  for (uint32_t i = 0; i < a.Length(); ++i) out[i] = RequireNumber(a.Get(i), arg + "[" + std::to_string(i) + "]");
-  return out;
+  return ArrayFromJs(v, arg, RequireNumber, /*allow_empty=*/true);
 }
 
 uint64_t RequireSeed(const Napi::Value& v, const std::string& arg) {
