@@ -1,4 +1,4 @@
-// instill dio train / instill dio eval: differentiable instruction optimization (issue 8). `dio train` takes
+// instill dio train / instill dio eval: differentiable instruction optimization (src/dio). `dio train` takes
 // --config run.yaml|json (any DioConfig key) under the flags given explicitly and --set key.path=value; --resume
 // continues from the last checkpoint in --out; under `instill launch` it trains data-parallel.
 import type { Command } from "commander";

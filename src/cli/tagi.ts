@@ -1,4 +1,4 @@
-// instill tagi teach | pretrain | train | generate | eval: task adapters generated from instructions (issue 7).
+// instill tagi teach | pretrain | train | generate | eval: task adapters generated from instructions (src/tagi).
 import type { Command } from "commander";
 import { choice, int, num } from "./parse.js";
 import { existsSync } from "node:fs";
@@ -206,8 +206,7 @@ async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGrou
           await tagi.saveState(join(dir, TAGI_STATE));
         });
       }
-      // No rank goes on (or leaves) before rank 0 has written the checkpoint.
-      await pg?.barrier();
+      // trainStage then holds every rank at a barrier until rank 0 has written the checkpoint.
     };
     const r = await tagi.trainStage(examples, tok, {
       steps: f.steps,

@@ -4,8 +4,8 @@
 // the training tasks. Unseen test tasks get soft tokens from their own written instructions. With { fixed: true }
 // the same training runs without outer updates ("dio-fixed"), so dio vs dio-fixed isolates the outer updates.
 import { join } from "node:path";
-import type { DemoContext, RowRun } from "../demo/demo.js";
 import { writeEvalFiles } from "../eval/evaluate.js";
+import type { RowContext } from "../eval/row.js";
 import { loadTokenizer } from "../model/tokenizer.js";
 import { defaultDioConfig, evaluateDio, trainDio, type DioConfig } from "./dio.js";
 
@@ -21,7 +21,7 @@ export interface DioDemoOptions {
   onStep?: (step: number) => void;
 }
 
-export function dioDemoConfig(ctx: DemoContext, o: DioDemoOptions = {}): DioConfig {
+export function dioDemoConfig(ctx: RowContext, o: DioDemoOptions = {}): DioConfig {
   const d = defaultDioConfig();
   const b = ctx.budget;
   return {
@@ -50,7 +50,7 @@ export function dioDemoConfig(ctx: DemoContext, o: DioDemoOptions = {}): DioConf
   };
 }
 
-export async function dioDemoRow(ctx: DemoContext, o: DioDemoOptions = {}): Promise<RowRun & { metaLosses: number[] }> {
+export async function dioDemoRow(ctx: RowContext, o: DioDemoOptions = {}) {
   const cfg = dioDemoConfig(ctx, o);
   const tok = loadTokenizer(ctx.modelDir);
   const method = o.fixed ? "dio-fixed" : "dio";

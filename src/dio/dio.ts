@@ -1,22 +1,23 @@
-// DIO (issue 8): differentiable instruction optimization. TypeScript owns the data side: the meta split of
-// the training tasks, Tk-Instruct-encoded batches with what selects their soft tokens (task ids for per-task
-// prompts, written-instruction ids for the embedder), the call loop, files and evaluation. The bilevel step
-// itself (inner theta update, hypergradient of the meta loss, outer phi update) runs natively
-// (native/core/train/dio.h) inside one call per `stepsPerCall` steps. Also here: run configs (resolveDioConfig:
+// DIO: differentiable instruction optimization. TypeScript owns the data side: the meta split of the training
+// tasks, Tk-Instruct-encoded batches with what selects their soft tokens (task ids for per-task prompts,
+// written-instruction ids for the embedder), files and evaluation; the loop is the training driver's
+// (src/train/driver.ts). The bilevel step itself (inner theta update, hypergradient of the meta loss, outer phi
+// update) runs natively (native/core/dio/dio.h, through the Dio class below) inside one call per `stepsPerCall` steps. Also here: run configs (resolveDioConfig:
 // defaults < --config file < flags), checkpoints with exact resume, demonstration candidates (a task's positive
 // examples) and data parallelism (each rank its shard of every batch, token-weighted so that the mean over ranks
 // is the global batch's loss; rank 0 writes).
 import { mkdirSync, readFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { anyRank, isWriter, labelTokens, shardItems, shardShare, type ProcessGroup } from "../dist/index.js";
+import { isWriter, type ProcessGroup } from "../dist/index.js";
 import type { EncodingOptions, SniTask } from "../data/types.js";
-import { evaluateTasks, type EvalResult } from "../eval/evaluate.js";
+import { evaluateTasks, type EvalResult, type Predictor } from "../eval/evaluate.js";
 import { installTokenizer } from "../model/tokenizer.js";
 import { loadAddon } from "../native/binding.js";
 import type { DioBatchHost, DioNativeOptions, HostTensor, NativeDio } from "../native/types.js";
-import { BatchSchedule, buildExamples, collate, tokenizeExamples, type TokenizedExample, type TokenizerLike } from "../train/batches.js";
+import { BatchSchedule, buildExamples, collate, padRows, tokenizeExamples, type TokenizedExample, type TokenizerLike } from "../train/batches.js";
 import { CheckpointManager } from "../train/checkpoint.js";
-import { mergeChecked, readConfigFile, validateWithSource } from "../train/config.js";
+import { resolveWith } from "../train/config.js";
+import { drive, shardBatch, tokenShare, type TrainHooks } from "../train/driver.js";
 import { JsonlLogger } from "../train/logger.js";
 import { Progress } from "../train/progress.js";
 import { writeFileAtomic } from "../util/fs.js";
@@ -142,12 +143,9 @@ export function validateDioConfig(c: DioConfig): DioConfig {
   return c;
 }
 
-/** defaults < config file (YAML or JSON) < `overrides` (the flags given explicitly); unknown keys are errors naming them. */
+/** defaults < config file < flags (resolveWith). */
 export function resolveDioConfig(file: string | undefined, overrides: unknown): DioConfig {
-  let c = defaultDioConfig();
-  if (file) c = mergeChecked(c, readConfigFile(file), file);
-  c = mergeChecked(c, overrides, "command line");
-  return validateWithSource(c, validateDioConfig, file, overrides);
+  return resolveWith(defaultDioConfig(), validateDioConfig, file, overrides);
 }
 
 /** Deterministic meta split: a seeded shuffle of the training tasks; the first ceil(f * n) are meta tasks. */
@@ -215,12 +213,9 @@ export function dioBatch(
       if (!r) throw new Error(`DIO: task '${e.task}' has no written instruction ids`);
       return r;
     });
-    const L = Math.max(...rows.map((r) => r.length));
-    const ids = new Array<number>(rows.length * L).fill(padId);
-    const mask = new Array<number>(rows.length * L).fill(0);
-    rows.forEach((r, i) => r.forEach((v, j) => ((ids[i * L + j] = v), (mask[i * L + j] = 1))));
-    b.instrIds = int32(ids, [rows.length, L]);
-    b.instrMask = int32(mask, [rows.length, L]);
+    const { ids, mask } = padRows(rows, padId);
+    b.instrIds = ids;
+    b.instrMask = mask;
   }
   if (select.demos) {
     const cands = exs.map((e) => {
@@ -275,6 +270,25 @@ export interface DioManifest {
   demonstrations?: { count: number; tau: number; maxLength: number };
 }
 
+/** The DIO method's front: owns one native DioNative (a T5 model, its learnable instructions, both optimizers). */
+export class Dio {
+  private constructor(readonly native: NativeDio) {}
+
+  /** A trainer over the checkpoint folder `modelDir`; initIds: the prompt variant's per-task initial ids. */
+  static async create(modelDir: string, options: DioNativeOptions, initIds?: number[][]): Promise<Dio> {
+    const native = new (loadAddon().DioNative)();
+    await native.create(modelDir, options, initIds).catch((e: unknown) => {
+      native.dispose();
+      throw e;
+    });
+    return new Dio(native);
+  }
+
+  dispose(): void {
+    this.native.dispose();
+  }
+}
+
 function nativeOptions(c: DioConfig, numTasks: number, total: number): DioNativeOptions {
   return {
     variant: c.variant,
@@ -293,18 +307,11 @@ function nativeOptions(c: DioConfig, numTasks: number, total: number): DioNative
   };
 }
 
-export interface DioTrainHooks {
-  /** Called after each native call; returning true stops like Ctrl-C (tests simulate an interruption with it). */
-  afterCall?: (step: number) => boolean | void;
-  /** Stop (checkpoint and return) once this many steps are done. */
-  stopAfterSteps?: number;
-}
-
 export interface DioTrainOptions {
   label?: string;
   /** Continue from the last checkpoint in c.out (an error when there is none). */
   resume?: boolean;
-  hooks?: DioTrainHooks;
+  hooks?: TrainHooks;
   /** Data parallelism (instill launch): each rank takes its shard of every batch; rank 0 alone writes files. */
   processGroup?: ProcessGroup;
 }
@@ -350,7 +357,6 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
   const t0 = Date.now();
   const pg = opts.processGroup;
   const world = pg?.worldSize ?? 1;
-  const rank = pg?.rank ?? 0;
   const writer = isWriter(pg);
   const metaBatch = c.metaBatchSize > 0 ? c.metaBatchSize : c.batchSize;
   if (c.batchSize % world !== 0) throw new RangeError(`batchSize ${c.batchSize} must be a multiple of the world size ${world}`);
@@ -381,86 +387,79 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
   const saved = latest ? ckpt.readState<DioCheckpointState>(latest) : undefined;
   if (latest && saved) checkResumable(saved.config, c, latest.dir);
 
-  const addon = loadAddon();
-  const dio: NativeDio = new addon.DioNative();
-  await dio.create(latest ? join(latest.dir, "model") : c.model, { ...nativeOptions(c, numTasks, c.steps), ...(pg ? { processGroup: pg } : {}) }, initIds);
+  const dio = await Dio.create(latest ? join(latest.dir, "model") : c.model, { ...nativeOptions(c, numTasks, c.steps), ...(pg ? { processGroup: pg } : {}) }, initIds);
   const trainLosses: number[] = saved?.trainLosses ?? [];
   const metaLosses: number[] = saved?.metaLosses ?? [];
   let hypergradSeconds = saved?.hypergradSeconds ?? 0;
   let hvpCount = saved?.hvpCount ?? 0;
-  let step = saved?.step ?? 0;
   const logger = writer ? new JsonlLogger(join(c.out, "metrics.jsonl")) : undefined;
-  if (latest) {
-    await dio.loadPhi(join(latest.dir, "model", "dio_instructions.safetensors"));
-    await dio.loadState(join(latest.dir, "dio_state.safetensors"));
-    logger?.truncateAfter(step);
-    logger?.log({ event: "resumed", step, checkpoint: latest.dir });
-  }
   const progress = new Progress({ total: c.steps, label: opts.label ?? "dio", quiet: c.quiet || !writer });
-  progress.update(step);
-  const saveCheckpoint = async () => {
-    if (writer) {
-      const state: Omit<DioCheckpointState, "step"> = { trainLosses, metaLosses, hypergradSeconds, hvpCount, config: c };
-      await ckpt.save(step, state as unknown as Record<string, unknown>, async (dir) => {
-        await dio.save(join(dir, "model"));
-        await dio.saveState(join(dir, "dio_state.safetensors"));
-      });
-    }
-    await pg?.barrier();
-  };
-  let interrupted = false;
-  const onSigint = () => {
-    interrupted = true;
-    // With a group, every rank finishes the current call so that no rank waits alone in an all-reduce.
-    if (!pg) dio.cancel();
-  };
-  process.on("SIGINT", onSigint);
-  // A rank's batch is its shard of the global batch; its mean token loss is scaled by (shard tokens * world) /
-  // (global tokens), so that averaging over ranks (gradients natively, losses here) gives the global batch's mean
-  // token loss exactly, as one process computes it, also when the shards hold different numbers of label tokens.
-  const shardBatch = (exs: TokenizedExample[], select: Parameters<typeof dioBatch>[3]): DioBatchHost => {
-    if (world === 1) return dioBatch(exs, tok.padId, true, select);
-    const mine = shardItems(exs, rank, world);
-    return { ...dioBatch(mine, tok.padId, true, select), lossScale: shardShare(labelTokens(mine), labelTokens(exs), world) };
-  };
   try {
-    while (step < c.steps && !interrupted) {
-      const nextCkpt = (Math.floor(step / c.checkpointEvery) + 1) * c.checkpointEvery;
-      const n = Math.min(c.stepsPerCall, c.steps - step, nextCkpt - step, (opts.hooks?.stopAfterSteps ?? Infinity) - step);
-      const items = [];
-      for (let s = step; s < step + n; s++) {
-        const item: { train: DioBatchHost; meta?: DioBatchHost } = { train: shardBatch(trainSched.examples(s), trainSelect) };
-        if (c.metaEvery > 0 && (s + 1) % c.metaEvery === 0) item.meta = shardBatch(metaSched.examples(Math.floor(s / c.metaEvery)), metaSelect);
-        items.push(item);
-      }
-      const r = await dio.steps(items);
-      let trainLoss = r.trainLoss;
-      let metaLoss = r.metaLoss;
-      if (pg) {
-        // Logged losses are means over ranks (NaN where no outer update ran stays NaN on every rank).
-        trainLoss = await pg.allreduceMeanScalars(trainLoss);
-        metaLoss = await pg.allreduceMeanScalars(metaLoss);
-        if (await anyRank(pg, interrupted)) interrupted = true;
-      }
-      for (let i = 0; i < trainLoss.length; i++) {
-        trainLosses.push(trainLoss[i]);
-        if (Number.isFinite(metaLoss[i])) metaLosses.push(metaLoss[i]);
-        logger?.log({ step: step + i + 1, loss: trainLoss[i], meta_loss: Number.isFinite(metaLoss[i]) ? metaLoss[i] : null, hypergrad_norm: Number.isFinite(r.hypergradNorm[i]) ? r.hypergradNorm[i] : null, ...(world > 1 ? { world_size: world } : {}) });
-      }
-      hypergradSeconds += r.hypergradSeconds.reduce((a, b) => a + b, 0);
-      hvpCount += r.hvpCount;
-      step += trainLoss.length;
-      progress.update(step, { loss: trainLoss[trainLoss.length - 1] });
-      const stopHere = opts.hooks?.afterCall?.(step) === true || step >= (opts.hooks?.stopAfterSteps ?? Infinity);
-      if (step % c.checkpointEvery === 0 || step === c.steps || interrupted || stopHere) await saveCheckpoint();
-      if (stopHere) {
-        interrupted = true;
-        break;
-      }
+    if (latest) {
+      await dio.native.loadPhi(join(latest.dir, "model", "dio_instructions.safetensors"));
+      await dio.native.loadState(join(latest.dir, "dio_state.safetensors"));
+      logger?.truncateAfter(saved!.step);
+      logger?.log({ event: "resumed", step: saved!.step, checkpoint: latest.dir });
     }
+    progress.update(saved?.step ?? 0);
+    // A rank's shard of each global batch, its mean token loss scaled by its share of the label tokens (exact also
+    // when the shards hold different numbers of label tokens).
+    const shard = (exs: TokenizedExample[], select: Parameters<typeof dioBatch>[3]): DioBatchHost =>
+      shardBatch(exs, pg, (xs) => dioBatch(xs, tok.padId, true, select), tokenShare);
+    let hypergradNorm: number[] = [];
+    const run = await drive(
+      {
+        cancel: () => dio.native.cancel(),
+        run: async (from, n) => {
+          const items = [];
+          for (let s = from; s < from + n; s++) {
+            const item: { train: DioBatchHost; meta?: DioBatchHost } = { train: shard(trainSched.examples(s), trainSelect) };
+            if (c.metaEvery > 0 && (s + 1) % c.metaEvery === 0) item.meta = shard(metaSched.examples(Math.floor(s / c.metaEvery)), metaSelect);
+            items.push(item);
+          }
+          const r = await dio.native.steps(items);
+          hypergradNorm = r.hypergradNorm;
+          hypergradSeconds += r.hypergradSeconds.reduce((a, b) => a + b, 0);
+          hvpCount += r.hvpCount;
+          // metaLoss is NaN where no outer update ran: absent (null) for the driver's mean over ranks.
+          return { steps: r.trainLoss.length, series: { loss: r.trainLoss, meta: r.metaLoss.map((x) => (Number.isNaN(x) ? null : x)) } };
+        },
+        record: (r, before) => {
+          const loss = r.series.loss as number[];
+          for (let i = 0; i < r.steps; i++) {
+            const meta = r.series.meta[i];
+            const hn = hypergradNorm[i];
+            trainLosses.push(loss[i]);
+            if (meta !== null && Number.isFinite(meta)) metaLosses.push(meta);
+            logger?.log({ step: before + i + 1, loss: loss[i], meta_loss: meta !== null && Number.isFinite(meta) ? meta : null, hypergrad_norm: Number.isFinite(hn) ? hn : null, ...(world > 1 ? { world_size: world } : {}) });
+          }
+          progress.update(before + r.steps, { loss: loss[r.steps - 1] });
+        },
+      },
+      {
+        start: saved?.step ?? 0,
+        total: c.steps,
+        stepsPerCall: c.stepsPerCall,
+        processGroup: pg,
+        hooks: opts.hooks,
+        checkpoint: {
+          every: c.checkpointEvery,
+          save: async (step) => {
+            if (!writer) return;
+            const state: Omit<DioCheckpointState, "step"> = { trainLosses, metaLosses, hypergradSeconds, hvpCount, config: c };
+            await ckpt.save(step, state as unknown as Record<string, unknown>, async (dir) => {
+              await dio.native.save(join(dir, "model"));
+              await dio.native.saveState(join(dir, "dio_state.safetensors"));
+            });
+          },
+        },
+      },
+    );
+    const step = run.steps;
+    const interrupted = run.stopped;
     const modelDir = join(c.out, "model");
     if (writer) {
-      await dio.save(modelDir);
+      await dio.native.save(modelDir);
       installTokenizer(c.model, modelDir);
       const manifest: DioManifest = {
         format: "instill-dio",
@@ -484,7 +483,6 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
     return { out: c.out, modelDir, steps: step, trainLosses, metaLosses, innerTasks: inner.map((t) => t.name), metaTasks: meta.map((t) => t.name), seconds, hypergradSeconds, hvpCount, interrupted };
   } finally {
     progress.stop();
-    process.off("SIGINT", onSigint);
     dio.dispose();
   }
 }
@@ -516,23 +514,21 @@ export interface DioEvalOptions {
  */
 export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerLike, o: DioEvalOptions): Promise<EvalResult & { variant: DioVariant; softTokens: boolean }> {
   const m = readDioManifest(dir);
-  const addon = loadAddon();
-  const dio: NativeDio = new addon.DioNative();
+  const demoCfg = m.demonstrations ?? { count: 0, tau: 1, maxLength: 64 };
+  const dio = await Dio.create(dir, {
+    variant: m.variant,
+    promptLength: m.promptLength,
+    numTasks: Math.max(1, m.numTasks),
+    metaEvery: 0,
+    seed: o.seed,
+    instructionEncoding: m.instructionEncoding ?? "embeddings",
+    numDemonstrations: demoCfg.count,
+    gumbelTau: demoCfg.tau,
+    inner: { lr: 0 },
+    outer: { lr: 0 },
+  });
   try {
-    const demoCfg = m.demonstrations ?? { count: 0, tau: 1, maxLength: 64 };
-    await dio.create(dir, {
-      variant: m.variant,
-      promptLength: m.promptLength,
-      numTasks: Math.max(1, m.numTasks),
-      metaEvery: 0,
-      seed: o.seed,
-      instructionEncoding: m.instructionEncoding ?? "embeddings",
-      numDemonstrations: demoCfg.count,
-      gumbelTau: demoCfg.tau,
-      inner: { lr: 0 },
-      outer: { lr: 0 },
-    });
-    await dio.loadPhi(join(dir, "dio_instructions.safetensors"));
+    await dio.native.loadPhi(join(dir, "dio_instructions.safetensors"));
     const instr = new Map(tasks.map((t) => [t.name, instructionIds(t, tok, m.maxInstructionLength, m.encoding.definitionIndex ?? 0)]));
     const taskIndex = new Map(m.tasks.map((t, i) => [t, i]));
     const soft = m.variant === "embedder" || (o.useTaskPrompts === true && tasks.every((t) => taskIndex.has(t.name)));
@@ -543,14 +539,12 @@ export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerL
         ? { demos: new Map(tasks.map((t) => [t.name, demonstrationIds(t, tok, demoCfg.count, demoCfg.maxLength)])), demoIndex: taskIndex }
         : {};
     const select = { ...(m.variant === "embedder" ? { instr } : soft ? { taskIndex } : {}), ...demoSelect };
-    const generate = (exs: TokenizedExample[]) => dio.generate(dioBatch(exs, tok.padId, false, select), { maxNewTokens: o.maxNewTokens, numBeams: o.numBeams });
-    const scoreOptions = (exs: TokenizedExample[], options: number[][][]) => dio.scoreOptions(dioBatch(exs, tok.padId, false, select), options);
-    // Generation and rank classification both run through the DIO model with the soft tokens (no plain model).
-    const model = {
-      generate: () => Promise.reject(new Error("evaluateDio: generation goes through the DIO model")),
-      scoreOptions: () => Promise.reject(new Error("evaluateDio: rank classification goes through the DIO model")),
+    // Generation and rank classification both run through the DIO model with the soft tokens.
+    const predictor: Predictor = {
+      generate: (_b, g, exs) => dio.native.generate(dioBatch(exs, tok.padId, false, select), g),
+      scoreOptions: (_b, options, exs) => dio.native.scoreOptions(dioBatch(exs, tok.padId, false, select), options),
     };
-    const ev = await evaluateTasks(model, tok, tasks, {
+    const ev = await evaluateTasks(predictor, tok, tasks, {
       encoding: m.encoding,
       maxTargetLength: m.maxTargetLength,
       batchSize: o.batchSize,
@@ -558,8 +552,6 @@ export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerL
       numBeams: o.numBeams,
       seed: o.seed,
       quiet: o.quiet,
-      generate: async (_b, exs) => generate(exs),
-      scoreOptions: async (_b, options, exs) => scoreOptions(exs, options),
     });
     return { ...ev, variant: m.variant, softTokens: soft };
   } finally {

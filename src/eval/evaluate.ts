@@ -4,7 +4,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { EncodingOptions, SniTask } from "../data/types.js";
 import { categoryKey, rankClassificationAccuracy, scoreItemsDetailed, type RankItem, type SniResults } from "../metrics/index.js";
-import type { Batch, NativeModelHandle } from "../model/types.js";
+import type { Batch, GenerateOptions } from "../model/types.js";
 import { writeFileAtomic } from "../util/fs.js";
 import { buildExamples, collate, tokenizeExamples, type TokenizedExample, type TokenizerLike } from "../train/batches.js";
 import { Progress } from "../train/progress.js";
@@ -22,6 +22,16 @@ export interface EvalResult {
   predictions: Prediction[];
 }
 
+/**
+ * What evaluation needs from a method: generation and rank classification for a batch of examples. T5Model is one
+ * as it is (it ignores `examples`); TAGI and DIO add what selects their adapters / soft tokens from `examples`.
+ */
+export interface Predictor {
+  generate(batch: Batch, options: GenerateOptions, examples: TokenizedExample[]): Promise<number[][]>;
+  /** Summed log-likelihood of each option (token ids, EOS included) per example. */
+  scoreOptions(batch: Batch, options: number[][][], examples: TokenizedExample[]): Promise<number[][]>;
+}
+
 export interface EvalOptions {
   encoding: EncodingOptions;
   maxTargetLength: number;
@@ -30,13 +40,10 @@ export interface EvalOptions {
   numBeams: number;
   seed: number;
   quiet?: boolean;
-  /** Per-example extra inputs (e.g. TAGI adapters, DIO prefixes) are handled by `generate` overrides. */
-  generate?: (batch: Batch, examples: TokenizedExample[]) => Promise<number[][]>;
-  scoreOptions?: (batch: Batch, options: number[][][], examples: TokenizedExample[]) => Promise<number[][]>;
 }
 
 export async function evaluateTasks(
-  model: Pick<NativeModelHandle, "generate" | "scoreOptions">,
+  model: Predictor,
   tok: TokenizerLike,
   tasks: SniTask[],
   o: EvalOptions,
@@ -52,11 +59,10 @@ export async function evaluateTasks(
   const order = examples.map((_, i) => i).sort((a, b) => examples[a].src.length - examples[b].src.length);
   const preds: string[] = new Array(examples.length);
   const progress = new Progress({ total: examples.length, label: "eval", quiet: o.quiet });
-  const gen = o.generate ?? ((b: Batch) => model.generate(b, { maxNewTokens: o.maxNewTokens, numBeams: o.numBeams }));
   for (let i = 0; i < order.length; i += o.batchSize) {
     const idx = order.slice(i, i + o.batchSize);
     const exs = idx.map((k) => examples[k]);
-    const out = await gen(collate(exs, tok.padId, false), exs);
+    const out = await model.generate(collate(exs, tok.padId, false), { maxNewTokens: o.maxNewTokens, numBeams: o.numBeams }, exs);
     idx.forEach((k, j) => (preds[k] = tok.decode(out[j], { skipSpecial: true }).trim()));
     progress.update(Math.min(i + o.batchSize, order.length), { unit: "examples" });
   }
@@ -77,11 +83,10 @@ export async function evaluateTasks(
   const mc = examples.filter((e) => e.answerChoices && e.answerChoices.length > 1);
   if (mc.length > 0) {
     const rankItems: RankItem[] = [];
-    const score = o.scoreOptions ?? ((b: Batch, opts: number[][][]) => model.scoreOptions(b, opts));
     for (let i = 0; i < mc.length; i += o.batchSize) {
       const exs = mc.slice(i, i + o.batchSize);
       const options = exs.map((e) => e.answerChoices!.map((c) => tok.encode(c, { addEos: true })));
-      const scores = await score(collate(exs, tok.padId, false), options, exs);
+      const scores = await model.scoreOptions(collate(exs, tok.padId, false), options, exs);
       exs.forEach((e, j) => {
         const gold = e.answerChoices!.findIndex((c) => e.references.some((r) => r.trim().toLowerCase() === c.trim().toLowerCase()));
         if (gold >= 0) rankItems.push({ scores: scores[j], gold });

@@ -1,4 +1,4 @@
-// The TAGI results table (issue 7): on the embedded suite's unseen test tasks, side by side, the base model without
+// The TAGI results table: on the embedded suite's unseen test tasks, side by side, the base model without
 // instruction, the instruction-tuned baseline (definition in the input), TAGI (teachers, KL + parameter MSE,
 // hypernetwork pretraining, instruction fusion), and TAGI without each of KL, parameter MSE, pretraining and
 // instruction fusion.

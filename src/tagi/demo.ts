@@ -6,13 +6,13 @@
 // budget; `instill tagi ablate` runs the full recipe (teachers, KL, parameter MSE). At inference the encoder reads
 // the instance alone; the hypernetwork reads each task's instruction once.
 import { join } from "node:path";
-import type { DemoContext, RowRun } from "../demo/demo.js";
 import type { EncodingOptions } from "../data/types.js";
 import { writeEvalFiles } from "../eval/evaluate.js";
+import type { RowContext } from "../eval/row.js";
 import { loadTokenizer } from "../model/tokenizer.js";
 import { DEFAULT_LOSS, pretrainExamples, Tagi, tagiExamples, taskInstruction } from "./tagi.js";
 
-export async function tagiDemoRow(ctx: DemoContext, o: { onStep?: (step: number) => void } = {}): Promise<RowRun> {
+export async function tagiDemoRow(ctx: RowContext, o: { onStep?: (step: number) => void } = {}) {
   const b = ctx.budget;
   const DATA = { maxSourceLength: ctx.baseConfig.encoding.maxSourceLength, maxTargetLength: ctx.baseConfig.maxTargetLength, maxInstructionLength: 64 };
   const tok = loadTokenizer(ctx.modelDir);

@@ -1,16 +1,17 @@
 // TAGI (task adapters generated from instructions): data preparation, the two training stages and evaluation.
 // The math (instruction encoding, hypernetwork, per-example LoRA, CE/KL/MSE losses) is native
-// (native/core/hypernet); this file owns examples, batches, order and files.
+// (native/core/hypernet); the loop is the training driver's (src/train/driver.ts); this file owns examples,
+// batches and order.
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { encodeTkInstruct } from "../data/index.js";
-import { anyRank, labelTokens, reseedRankDropout, shardItems, shardShare, type ProcessGroup } from "../dist/index.js";
+import { labelTokens, reseedRankDropout, shardShare, type ProcessGroup } from "../dist/index.js";
 import type { EncodingOptions, SniTask } from "../data/types.js";
-import { evaluateTasks, type EvalResult } from "../eval/evaluate.js";
-import type { NativeModelHandle } from "../model/types.js";
+import { evaluateTasks, type EvalResult, type Predictor } from "../eval/evaluate.js";
 import { loadAddon } from "../native/binding.js";
-import type { NativeTagi, TagiBatchHost, TagiLoadOptions, TagiStepsResult, HostTensor } from "../native/types.js";
-import type { TokenizerLike } from "../train/batches.js";
+import type { NativeTagi, TagiBatchHost, TagiLoadOptions, HostTensor } from "../native/types.js";
+import { padRows, type TokenizerLike } from "../train/batches.js";
+import { drive, shardBatch } from "../train/driver.js";
 import { Rng } from "../util/rng.js";
 
 export interface TagiExample {
@@ -103,18 +104,6 @@ export function pretrainExamples(tasks: SniTask[], tok: TokenizerLike, o: TagiDa
   return out;
 }
 
-function pad2(rows: number[][], padValue: number): { ids: HostTensor; mask: HostTensor } {
-  const B = rows.length;
-  const L = Math.max(1, ...rows.map((r) => r.length));
-  const ids = new Int32Array(B * L).fill(padValue);
-  const mask = new Int32Array(B * L);
-  rows.forEach((r, i) => {
-    ids.set(r, i * L);
-    mask.fill(1, i * L, i * L + r.length);
-  });
-  return { ids: { data: ids, shape: [B, L], dtype: "int32" }, mask: { data: mask, shape: [B, L], dtype: "int32" } };
-}
-
 /**
  * One rank's share of each loss term for its shard of a global batch (see TagiBatchHost.lossScale): CE and KL are
  * token means (KL over rows with a teacher), MSE a mean over rows with a teacher, so a shard with more of the unit
@@ -132,8 +121,8 @@ export function shardLossScale(shard: TagiExample[], global: TagiExample[], worl
 
 /** Right-padded TAGI batch (labels -100 after each target). */
 export function collateTagi(exs: TagiExample[], padId: number, withLabels = true): TagiBatchHost {
-  const s = pad2(exs.map((e) => e.src), padId);
-  const ins = pad2(exs.map((e) => e.instr), padId);
+  const s = padRows(exs.map((e) => e.src), padId, 1);
+  const ins = padRows(exs.map((e) => e.instr), padId, 1);
   const b: TagiBatchHost = { inputIds: s.ids, attentionMask: s.mask, instrIds: ins.ids, instrMask: ins.mask };
   if (withLabels) {
     const T = Math.max(...exs.map((e) => e.tgt.length));
@@ -142,7 +131,7 @@ export function collateTagi(exs: TagiExample[], padId: number, withLabels = true
     b.labels = { data: labels, shape: [exs.length, T], dtype: "int32" };
   }
   if (exs.some((e) => e.teacher >= 0)) {
-    const t = pad2(exs.map((e) => e.teacherSrc ?? e.src), padId);
+    const t = padRows(exs.map((e) => e.teacherSrc ?? e.src), padId, 1);
     b.teacherInputIds = t.ids;
     b.teacherAttentionMask = t.mask;
     b.teacherIndex = { data: Int32Array.from(exs.map((e) => e.teacher)), shape: [exs.length], dtype: "int32" };
@@ -179,7 +168,7 @@ export interface StageOptions {
   /**
    * Checkpoints (optional; instill tagi pretrain|train): `save` is called on every rank after each multiple of
    * `every` steps, at the end and after Ctrl-C (SIGINT then stops the stage at the next call boundary); it writes
-   * (rank 0) and synchronizes the ranks. Use `saveState` inside it for the optimizer/scheduler/RNG state.
+   * (on rank 0) and the ranks then meet at a barrier. Use `saveState` inside it for the optimizer/scheduler/RNG state.
    */
   checkpoint?: { every: number; save: (res: StageResult) => Promise<void> };
   /** Continue a checkpointed stage: the state file saveState wrote and the result up to that step. */
@@ -234,22 +223,6 @@ export class StageOrder {
   }
 }
 
-/**
- * Replaces a call's per-rank losses and terms by their means over the ranks (in place). Each rank's terms are its
- * shard's share (lossScale), so the mean is the global batch's value; a term no rank had stays null.
- */
-async function averageOverRanks(pg: ProcessGroup, r: TagiStepsResult): Promise<void> {
-  const n = r.losses.length;
-  const terms = [r.ce, r.kl, r.mse];
-  const flat = [...r.losses, ...terms.flatMap((t) => t.map((x) => x ?? 0)), ...terms.flatMap((t) => t.map((x) => (x === null ? 0 : 1)))];
-  const m = await pg.allreduceMeanScalars(flat);
-  r.losses = m.slice(0, n);
-  const [ce, kl, mse] = terms.map((_, k) => Array.from({ length: n }, (_, i) => (m[n + 3 * n + k * n + i] > 0 ? m[n + k * n + i] : null)));
-  r.ce = ce;
-  r.kl = kl;
-  r.mse = mse;
-}
-
 export class Tagi {
   private constructor(readonly native: NativeTagi) {}
 
@@ -265,7 +238,6 @@ export class Tagi {
     if (examples.length === 0) throw new RangeError("TAGI: no training examples");
     const pg = o.processGroup;
     const world = pg?.worldSize ?? 1;
-    const rank = pg?.rank ?? 0;
     if (o.batchSize % world !== 0) throw new RangeError(`batchSize ${o.batchSize} must be a multiple of the world size ${world}`);
     const loss = o.loss ?? DEFAULT_LOSS;
     this.native.setLoss(loss);
@@ -285,52 +257,42 @@ export class Tagi {
       Object.assign(res, { steps: r.steps, losses: [...r.losses], ce: [...r.ce], kl: [...r.kl], mse: [...r.mse] });
     }
     reseedRankDropout(pg, o.seed, res.steps);
-    const per = o.stepsPerCall ?? 20;
-    const every = o.checkpoint ? Math.max(1, o.checkpoint.every) : Infinity;
-    // Ctrl-C with checkpoints: stop after the current call (alone, cancelled mid-call), checkpoint, return. With a
-    // group, every rank finishes the call and the ranks stop together, on the flag all-gathered after it (a signal
-    // that lands later is seen after the next call), so no rank leaves while another enters an all-reduce.
-    let interrupted = false;
-    let stop = false;
-    const onSigint = () => {
-      interrupted = true;
-      if (!pg) this.native.cancel();
-    };
-    if (o.checkpoint) process.on("SIGINT", onSigint);
     const t0 = Date.now();
-    try {
-      while (res.steps < o.steps && !stop && !(interrupted && !pg)) {
-        const nextCkpt = (Math.floor(res.steps / every) + 1) * every;
-        const n = Math.min(per, o.steps - res.steps, nextCkpt - res.steps);
-        const batches = Array.from({ length: n }, (_, i) => {
-          const global = order.batch(res.steps + i).map((k) => examples[k]);
-          if (world === 1) return collateTagi(global, tok.padId);
-          const shard = shardItems(global, rank, world);
-          return { ...collateTagi(shard, tok.padId), lossScale: shardLossScale(shard, global, world) };
-        });
-        const r: TagiStepsResult = await this.native.trainSteps(batches, { termGradNorms: true, ...(pg ? { processGroup: pg } : {}) });
-        if (r.termGradNorms) res.termGradNorms.push({ step: res.steps, ...r.termGradNorms });
-        if (pg) {
-          await averageOverRanks(pg, r);
-          if (o.checkpoint && (await anyRank(pg, interrupted))) stop = true;
-        } else stop = interrupted;
-        const before = res.steps;
-        res.losses.push(...r.losses);
-        res.ce.push(...r.ce);
-        res.kl.push(...r.kl);
-        res.mse.push(...r.mse);
-        res.steps += r.losses.length;
-        if (r.cancelled) stop = true;
-        o.onSteps?.(res, before);
-        if (r.losses.length > 0) o.onProgress?.(res.steps, o.steps, r.losses[r.losses.length - 1]);
-        if (o.checkpoint && (res.steps % every === 0 || res.steps >= o.steps || stop)) {
-          res.seconds = (Date.now() - t0) / 1000;
-          await o.checkpoint.save(res);
-        }
-      }
-    } finally {
-      if (o.checkpoint) process.off("SIGINT", onSigint);
-    }
+    await drive(
+      {
+        cancel: () => this.native.cancel(),
+        run: async (from, n) => {
+          const batches = Array.from({ length: n }, (_, i) =>
+            shardBatch(order.batch(from + i).map((k) => examples[k]), pg, (xs) => collateTagi(xs, tok.padId), shardLossScale),
+          );
+          const r = await this.native.trainSteps(batches, { termGradNorms: true, ...(pg ? { processGroup: pg } : {}) });
+          if (r.termGradNorms) res.termGradNorms.push({ step: from, ...r.termGradNorms });
+          return { steps: r.losses.length, cancelled: r.cancelled, series: { loss: r.losses, ce: r.ce, kl: r.kl, mse: r.mse } };
+        },
+        record: (r, before) => {
+          res.losses.push(...(r.series.loss as number[]));
+          res.ce.push(...r.series.ce);
+          res.kl.push(...r.series.kl);
+          res.mse.push(...r.series.mse);
+          res.steps = before + r.steps;
+          o.onSteps?.(res, before);
+          if (r.steps > 0) o.onProgress?.(res.steps, o.steps, res.losses[res.losses.length - 1]);
+        },
+      },
+      {
+        start: res.steps,
+        total: o.steps,
+        stepsPerCall: o.stepsPerCall ?? 20,
+        processGroup: pg,
+        checkpoint: o.checkpoint && {
+          every: Math.max(1, o.checkpoint.every),
+          save: async () => {
+            res.seconds = (Date.now() - t0) / 1000;
+            await o.checkpoint!.save(res);
+          },
+        },
+      },
+    );
     res.interrupted = res.steps < o.steps;
     res.seconds = (Date.now() - t0) / 1000;
     return res;
@@ -347,12 +309,15 @@ export class Tagi {
   ): Promise<EvalResult> {
     const byTask = new Map(tasks.map((t) => [t.name, clip(tok.encode(taskInstruction(t), { addEos: true }), o.maxInstructionLength, tok.eosId)]));
     const enc: EncodingOptions = { ...NO_INSTRUCTION, maxSourceLength: o.maxSourceLength };
-    const unusedModel = undefined as unknown as NativeModelHandle; // every call goes through `generate` below
     const withInstructions = (batch: { inputIds: HostTensor; attentionMask: HostTensor }, exs: { task: string }[]): TagiBatchHost => {
-      const ins = pad2(exs.map((e) => byTask.get(e.task)!), tok.padId);
+      const ins = padRows(exs.map((e) => byTask.get(e.task)!), tok.padId, 1);
       return { inputIds: batch.inputIds, attentionMask: batch.attentionMask, instrIds: ins.ids, instrMask: ins.mask };
     };
-    return evaluateTasks(unusedModel, tok, tasks, {
+    const predictor: Predictor = {
+      generate: (batch, g, exs) => this.native.generate(withInstructions(batch, exs), g),
+      scoreOptions: (batch, options, exs) => this.native.scoreOptions(withInstructions(batch, exs), options),
+    };
+    return evaluateTasks(predictor, tok, tasks, {
       encoding: enc,
       maxTargetLength: o.maxTargetLength,
       batchSize: o.batchSize,
@@ -360,8 +325,6 @@ export class Tagi {
       numBeams: 1,
       seed: o.seed,
       quiet: o.quiet,
-      generate: (batch, exs) => this.native.generate(withInstructions(batch, exs), { maxNewTokens: o.maxNewTokens }),
-      scoreOptions: (batch, options, exs) => this.native.scoreOptions(withInstructions(batch, exs), options),
     });
   }
 

@@ -3,6 +3,7 @@
 import type { EncodingOptions, SniTask } from "../data/types.js";
 import { encodeTkInstruct } from "../data/index.js";
 import type { Batch } from "../model/types.js";
+import type { HostTensor } from "../native/types.js";
 import { Rng } from "../util/rng.js";
 
 export interface TokenizerLike {
@@ -73,21 +74,25 @@ export function tokenizeExamples(
   });
 }
 
+/** Token-id rows right-padded to [rows, max(minLength, longest)] int32, with a 0/1 mask of the same shape. */
+export function padRows(rows: readonly (readonly number[])[], padValue: number, minLength = 0): { ids: HostTensor<"int32">; mask: HostTensor<"int32"> } {
+  const B = rows.length;
+  const L = Math.max(minLength, ...rows.map((r) => r.length));
+  const ids = new Int32Array(B * L).fill(padValue);
+  const mask = new Int32Array(B * L);
+  rows.forEach((r, i) => {
+    ids.set(r, i * L);
+    mask.fill(1, i * L, i * L + r.length);
+  });
+  return { ids: { data: ids, shape: [B, L], dtype: "int32" }, mask: { data: mask, shape: [B, L], dtype: "int32" } };
+}
+
 /** Right-padded batch; labels padded with -100. */
 export function collate(examples: { src: number[]; tgt?: number[] }[], padId: number, withLabels = true): Batch {
   const B = examples.length;
   if (B === 0) throw new RangeError("collate: empty batch");
-  const S = Math.max(...examples.map((e) => e.src.length));
-  const ids = new Int32Array(B * S).fill(padId);
-  const mask = new Int32Array(B * S);
-  examples.forEach((e, i) => {
-    ids.set(e.src, i * S);
-    mask.fill(1, i * S, i * S + e.src.length);
-  });
-  const batch: Batch = {
-    inputIds: { data: ids, shape: [B, S], dtype: "int32" },
-    attentionMask: { data: mask, shape: [B, S], dtype: "int32" },
-  };
+  const { ids, mask } = padRows(examples.map((e) => e.src), padId);
+  const batch: Batch = { inputIds: ids, attentionMask: mask };
   if (withLabels) {
     const T = Math.max(...examples.map((e) => e.tgt?.length ?? 0));
     if (T === 0) throw new RangeError("collate: examples have no targets");

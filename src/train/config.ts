@@ -231,10 +231,15 @@ export function validateWithSource<T>(c: T, validate: (c: T) => T, file: string 
   }
 }
 
-/** defaults < file < overrides */
-export function resolveConfig(file: string | undefined, overrides: unknown): RunConfig {
-  let c = defaultConfig();
+/** defaults < config file (YAML or JSON) < `overrides` (the flags given explicitly); unknown keys are errors naming them. */
+export function resolveWith<T>(defaults: T, validate: (c: T) => T, file: string | undefined, overrides: unknown): T {
+  let c = defaults;
   if (file) c = mergeChecked(c, readConfigFile(file), file);
   c = mergeChecked(c, overrides, "command line");
-  return validateWithSource(c, validateConfig, file, overrides);
+  return validateWithSource(c, validate, file, overrides);
+}
+
+/** defaults < file < overrides */
+export function resolveConfig(file: string | undefined, overrides: unknown): RunConfig {
+  return resolveWith(defaultConfig(), validateConfig, file, overrides);
 }

@@ -1,6 +1,6 @@
 // Multi-task instruction tuning (Tk-Instruct style): full fine-tuning or LoRA, checkpoints, resume,
-// progress, JSONL logs, Ctrl-C that saves and exits. The per-step loop runs inside one native call per
-// `stepsPerCall` optimizer steps; TypeScript owns data, order, files and progress.
+// progress, JSONL logs, Ctrl-C that saves and exits. The loop is the training driver's (driver.ts); this file
+// supplies the T5 step (one native call per `stepsPerCall` optimizer steps) and owns data, order and files.
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { loadSplitTasks } from "../data/index.js";
@@ -9,10 +9,13 @@ import { T5Model } from "../model/model.js";
 import { installTokenizer, loadTokenizer } from "../model/tokenizer.js";
 import type { NativeModelHandle } from "../model/types.js";
 import { writeFileAtomic } from "../util/fs.js";
-import { anyRank, initProcessGroup, isWriter, labelTokens, reseedRankDropout, shardItems, shardShare, type ProcessGroup } from "../dist/index.js";
+import { initProcessGroup, isWriter, reseedRankDropout, type ProcessGroup } from "../dist/index.js";
 import { BatchSchedule, batchTokens, buildExamples, collate, tokenizeExamples, type TokenizerLike } from "./batches.js";
 import { CheckpointManager } from "./checkpoint.js";
 import type { RunConfig } from "./config.js";
+import { drive, shardBatch, tokenShare, type TrainHooks } from "./driver.js";
+
+export type { TrainHooks };
 import { JsonlLogger } from "./logger.js";
 import { Progress } from "./progress.js";
 
@@ -25,13 +28,6 @@ export interface TrainResult {
   adapterDir?: string;
   interrupted: boolean;
   seconds: number;
-}
-
-export interface TrainHooks {
-  /** Called after each native call; returning true stops like Ctrl-C (used by tests to simulate a stop). */
-  afterCall?: (step: number) => boolean | void;
-  /** Stop (checkpoint and return) once this many steps are done. */
-  stopAfterSteps?: number;
 }
 
 function totalSteps(cfg: RunConfig, perEpoch: number): number {
@@ -78,7 +74,6 @@ export async function trainOnTasks(
   // batch, gradients are averaged natively before each optimizer step, rank 0 alone writes files.
   const pg = opts.processGroup;
   const world = pg?.worldSize ?? 1;
-  const rank = pg?.rank ?? 0;
   const writer = isWriter(pg);
   if (cfg.batchSize % world !== 0) throw new RangeError(`batchSize ${cfg.batchSize} must be a multiple of the world size ${world}`);
   mkdirSync(cfg.out, { recursive: true });
@@ -121,64 +116,49 @@ export async function trainOnTasks(
   }
 
   reseedRankDropout(pg, cfg.seed, step);
-  const killAt = testKillStep(rank);
-
-  let interrupted = false;
-  const onSigint = () => {
-    interrupted = true;
-    // With a group, every rank finishes the current call so no rank waits alone in an all-reduce.
-    if (!pg) model.cancel();
-  };
-  process.on("SIGINT", onSigint);
   const progress = new Progress({ total, label: opts.label ?? "train", quiet: cfg.quiet || !writer });
   progress.update(step);
-  try {
-    while (step < total && !interrupted) {
-      const nextCkpt = (Math.floor(step / cfg.checkpointEvery) + 1) * cfg.checkpointEvery;
-      const n = Math.min(cfg.stepsPerCall, total - step, nextCkpt - step, (opts.hooks?.stopAfterSteps ?? Infinity) - step);
-      const batches = [];
-      for (let s = step; s < step + n; s++)
-        for (let a = 0; a < accum; a++) {
-          const items = schedule.examples(s * accum + a);
-          if (world === 1) {
-            batches.push(collate(items, tok.padId));
-            continue;
-          }
-          // This rank's shard, its loss scaled by its share of the global batch's label tokens: the mean over
-          // ranks (gradients natively, logged losses below) is then exactly the single-process token mean.
-          const mine = shardItems(items, rank, world);
-          batches.push({ ...collate(mine, tok.padId), lossScale: shardShare(labelTokens(mine), labelTokens(items), world) });
+  let last: { gradNorms: number[]; lrs: number[]; tokensPerSecond?: number } = { gradNorms: [], lrs: [] };
+  const run = await drive(
+    {
+      cancel: () => model.cancel(),
+      run: async (from, n) => {
+        const batches = [];
+        for (let s = from; s < from + n; s++)
+          for (let a = 0; a < accum; a++) batches.push(shardBatch(schedule.examples(s * accum + a), pg, (xs) => collate(xs, tok.padId), tokenShare));
+        const res = await model.trainSteps(batches, pg ? { processGroup: pg, precision: cfg.precision } : { precision: cfg.precision });
+        const done = res.losses.length;
+        const tokens = batches.slice(0, done * accum).reduce((acc, b) => acc + batchTokens(b), 0);
+        last = { gradNorms: res.gradNorms, lrs: res.lrs, tokensPerSecond: res.seconds > 0 ? tokens / res.seconds : undefined };
+        return { steps: done, series: { loss: res.losses } };
+      },
+      record: (r, before) => {
+        const loss = r.series.loss as number[];
+        for (let i = 0; i < r.steps; i++) {
+          const s = before + i + 1;
+          losses.push(loss[i]);
+          if (s % cfg.logEvery === 0 || s === total || i === r.steps - 1)
+            logger?.log({ step: s, loss: loss[i], grad_norm: last.gradNorms[i], lr: last.lrs[i], ...(world > 1 ? { world_size: world } : {}) });
         }
-      const res = await model.trainSteps(batches, pg ? { processGroup: pg, precision: cfg.precision } : { precision: cfg.precision });
-      const done = res.losses.length;
-      if (pg) {
-        res.losses = await pg.allreduceMeanScalars(res.losses);
-        if (await anyRank(pg, interrupted)) interrupted = true;
-      }
-      const tokens = batches.slice(0, done * accum).reduce((acc, b) => acc + batchTokens(b), 0);
-      for (let i = 0; i < done; i++) {
-        const s = step + i + 1;
-        losses.push(res.losses[i]);
-        if (s % cfg.logEvery === 0 || s === total || i === done - 1)
-          logger?.log({ step: s, loss: res.losses[i], grad_norm: res.gradNorms[i], lr: res.lrs[i], ...(world > 1 ? { world_size: world } : {}) });
-      }
-      step += done;
-      progress.update(step, { loss: res.losses[done - 1], tokensPerSecond: res.seconds > 0 ? tokens / res.seconds : undefined });
-      const stopHere = opts.hooks?.afterCall?.(step) === true || step >= (opts.hooks?.stopAfterSteps ?? Infinity);
-      if (step % cfg.checkpointEvery === 0 || step === total || interrupted || stopHere) {
-        if (writer) await ckpt.save(step, { losses, total, seed: cfg.seed, worldSize: world }, (dir) => fillCheckpoint(model, lora, dir, cfg.model));
-        await pg?.barrier();
-      }
-      if (stopHere) {
-        interrupted = true;
-        break;
-      }
-      if (step >= killAt) process.kill(process.pid, "SIGKILL"); // tests: a worker dying mid-run
-    }
-  } finally {
-    progress.stop();
-    process.off("SIGINT", onSigint);
-  }
+        progress.update(before + r.steps, { loss: loss[r.steps - 1], tokensPerSecond: last.tokensPerSecond });
+      },
+    },
+    {
+      start: step,
+      total,
+      stepsPerCall: cfg.stepsPerCall,
+      processGroup: pg,
+      hooks: opts.hooks,
+      checkpoint: {
+        every: cfg.checkpointEvery,
+        save: async (s) => {
+          if (writer) await ckpt.save(s, { losses, total, seed: cfg.seed, worldSize: world }, (dir) => fillCheckpoint(model, lora, dir, cfg.model));
+        },
+      },
+    },
+  ).finally(() => progress.stop());
+  step = run.steps;
+  const interrupted = run.stopped;
 
   const result: TrainResult = { out: cfg.out, steps: step, losses, interrupted, seconds: (Date.now() - t0) / 1000 };
   if (!interrupted) {
@@ -196,13 +176,6 @@ export async function trainOnTasks(
   await pg?.barrier();
   model.dispose();
   return result;
-}
-
-/** INSTILL_TEST_KILL_AT_STEP="<rank>:<step>" (tests only): that rank kills itself once it has done `step` steps. */
-function testKillStep(rank: number): number {
-  const v = process.env.INSTILL_TEST_KILL_AT_STEP;
-  const m = v ? /^(\d+):(\d+)$/.exec(v) : null;
-  return m && Number(m[1]) === rank ? Number(m[2]) : Infinity;
 }
 
 /** `instill train`: the split's training tasks, or one LoRA per task with cfg.perTask. */
