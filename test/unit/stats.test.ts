@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { meanStd, pairedBootstrap, pairedDiffs, quantileSorted } from "../../src/stats/bootstrap.js";
-import { spanCorrupt, spanNoiseMask } from "../../src/demo/base.js";
+import { denoisingExample, SPAN_CORRUPTION, spanCorrupt, spanNoiseMask } from "../../src/demo/base.js";
 import { Rng } from "../../src/util/rng.js";
 
 describe("statistics", () => {
@@ -78,5 +78,26 @@ describe("span corruption (the demo's base)", () => {
       expect(src[src.length - 1]).toBe(1);
       expect(tgt[tgt.length - 1]).toBe(1);
     }
+  });
+
+  it("mixes in reconstruction: the same corrupted input with the whole original text as target, at the set rate", () => {
+    const rng = new Rng(4);
+    const sentinels = Array.from({ length: 20 }, (_, i) => 900 + i);
+    const ids = Array.from({ length: 30 }, (_, i) => 100 + i);
+    let recon = 0;
+    const n = 2000;
+    for (let k = 0; k < n; k++) {
+      const { src, tgt } = denoisingExample(ids, rng, sentinels, 1);
+      // the input is always span-corrupted (sentinels in it, shorter than the text + EOS)
+      expect(src.some((x) => x >= 900)).toBe(true);
+      expect(src.length).toBeLessThan(ids.length + 1);
+      if (tgt.length === ids.length + 1 && tgt.slice(0, -1).every((x, i) => x === ids[i])) recon++;
+      else expect(tgt[0]).toBe(900);
+      expect(tgt[tgt.length - 1]).toBe(1);
+    }
+    expect(SPAN_CORRUPTION.reconstruct).toBe(0.5);
+    expect(Math.abs(recon / n - 0.5)).toBeLessThan(0.05);
+    // reconstruct = 0 is plain span corruption
+    for (let k = 0; k < 50; k++) expect(denoisingExample(ids, rng, sentinels, 1, { ...SPAN_CORRUPTION, reconstruct: 0 }).tgt[0]).toBe(900);
   });
 });
