@@ -1,7 +1,7 @@
 // instill demo: the main job, run as an experiment on suite v2 (tasks whose instructions carry arguments).
 // For each seed: generate the suite (instances depend on the seed, tasks and split do not), create a tiny
-// random-initialized T5, train the shared base once (span corruption on the training tasks' texts: the stand-in
-// for a pretrained LM, cached by content hash), then train every row from that base with the same number of
+// random-initialized T5, train the shared base once (denoising on the training tasks' texts, T5 span corruption
+// mixed with whole-text reconstruction: the stand-in for a pretrained LM, cached by content hash), then train every row from that base with the same number of
 // steps, evaluate every row on the same unseen tasks with the same greedy decoding, and keep each example's
 // scores. Across seeds: mean ± std per split (arguments / compositions / wordings / total) and paired
 // differences with 95% bootstrap intervals over (seed, example) for each method against its baseline.
@@ -22,7 +22,7 @@ import { finishedModelDir, trainOnTasks } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/fs.js";
 import { dioDemoRow } from "../dio/demo.js";
 import { tagiDemoRow } from "../tagi/demo.js";
-import { pretrainingTexts, trainBase, type BaseResult } from "./base.js";
+import { pretrainingTexts, SPAN_CORRUPTION, trainBase, type BaseResult, type SpanCorruptionOptions } from "./base.js";
 import { RunProgress, stepReporter } from "./progress.js";
 import { demoMarkdown, summarize, type DemoSummary, type SeedRun } from "./summary.js";
 
@@ -36,6 +36,8 @@ export interface DemoOptions {
   quiet?: boolean;
   /** Row names to run (default: all). */
   methods?: string[];
+  /** The base's fraction of reconstruction sequences (default SPAN_CORRUPTION.reconstruct; 0 = span corruption only). */
+  baseReconstruct?: number;
 }
 
 /** The tiny T5 of the demos (also the TAGI ablation's). */
@@ -260,6 +262,8 @@ export interface DemoResult extends DemoSummary {
   model: { config: T5ConfigJson; parameters: number };
   data: { suite: string; trainTasks: number; testTasks: number; testBySplit: Record<string, number>; trainExamples: number; testExamples: number; instaTargets: string[] };
   base: { seed: number; hash: string; cached: boolean; steps: number; seconds: number; finalLoss: number }[];
+  /** The base's denoising objectives. */
+  baseObjective: SpanCorruptionOptions;
   report: { markdown: string; html: string; pngs: string[] };
   seconds: number;
 }
@@ -277,6 +281,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   // INSTA rows come together (one select-train run gives all three).
   const methods = DEMO_METHODS.filter((m) => wanted.includes(m) || (["insta", "random-k", "all-tasks"].includes(m) && ["insta", "random-k", "all-tasks"].some((x) => wanted.includes(x))));
   const out = o.out;
+  const corruption = { ...SPAN_CORRUPTION, reconstruct: o.baseReconstruct ?? SPAN_CORRUPTION.reconstruct };
+  if (!(corruption.reconstruct >= 0 && corruption.reconstruct <= 1)) throw new RangeError(`--base-reconstruct: expected a fraction in [0, 1], got ${o.baseReconstruct}`);
   mkdirSync(out, { recursive: true });
 
   const structure = synthesizeSuiteV2({ seed: first, instancesPerTask: 1 });
@@ -306,7 +312,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       init.dispose();
       const split = loadSplitTasks({ dataDir, maxTrainInstances: b.maxTrainInstances, maxEvalInstances: b.maxEvalInstances, seed });
 
-      progress.stage(`seed ${seed}: base (span corruption)`);
+      progress.stage(`seed ${seed}: base (denoising)`);
       const sentinels = Array.from({ length: V2_SENTINELS }, (_, i) => {
         const ids = tok.encode(sentinelToken(i), { addEos: false });
         if (ids.length !== 1) throw new Error(`${dataDir}/tokenizer.json: sentinel ${sentinelToken(i)} is not one token (${ids.join(",")})`);
@@ -322,6 +328,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         config,
         seed,
         budget: { steps: b.baseSteps, batchSize: b.batchSize, lr: b.lr },
+        corruption,
         onSteps: (s) => tickBase(s),
       });
       bases.push({ seed, hash: base.hash, cached: base.cached, steps: base.steps, seconds: round1(base.seconds), finalLoss: round4(base.losses[base.losses.length - 1]) });
@@ -381,7 +388,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const seconds = round1((Date.now() - t0) / 1000);
   const facts = {
     model: `T5 ${config!.feed_forward_proj}, d_model ${config!.d_model}, ${config!.num_layers}+${config!.num_decoder_layers} layers, ${parameters} parameters`,
-    base: `${b.baseSteps} steps of T5 span corruption (15% noise, mean span 3) on the training tasks' definitions and instance texts, from random init: the stand-in for a pretrained LM; cached by content hash in ${join(out, "base-cache")}`,
+    base: `${b.baseSteps} steps of denoising on the training tasks' definitions and instance texts, from random init: T5 span corruption (15% noise, mean span 3), the whole text as target for ${Math.round(corruption.reconstruct * 100)}% of the sequences; the stand-in for a pretrained LM; cached by content hash in ${join(out, "base-cache")}`,
     rows: `every row starts from that base and trains ${b.steps} AdamW steps (batch ${b.batchSize}, lr ${b.lr}); INSTA runs ${b.instaSteps} steps each (k = ${b.instaK})`,
     data: `suite v2: ${dataFacts!.trainTasks} training tasks (${dataFacts!.trainExamples} examples per seed), ${dataFacts!.testTasks} unseen test tasks (${Object.entries(dataFacts!.testBySplit).map(([k, v]) => `${v} ${k}`).join(", ")}; ${dataFacts!.testExamples} examples per seed)`,
     decoding: "greedy, at most 24 new tokens, the same for every row",
@@ -409,6 +416,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     model: { config: config!, parameters },
     data: dataFacts!,
     base: bases,
+    baseObjective: corruption,
     report,
     seconds,
   };

@@ -57,4 +57,12 @@ describe("instill demo --quick", () => {
     expect(JSON.parse(again.stdout).base[0]).toMatchObject({ cached: true, hash: res.base[0].hash });
     expect(readdirSync(join(out, "base-cache")).length).toBe(1);
   }, 900_000);
+
+  it("refuses a reconstruction fraction outside [0, 1], naming the flag, before any work", () => {
+    const out = mkdtempSync(join(tmpdir(), "instill-demo-"));
+    const r = spawnSync(process.execPath, [cliPath, "demo", "--quick", "--base-reconstruct", "1.5", "--out", out], { encoding: "utf8", timeout: 60_000 });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/--base-reconstruct: expected a fraction in \[0, 1\], got 1\.5/);
+    expect(existsSync(join(out, "base-cache"))).toBe(false);
+  });
 });
