@@ -3,7 +3,7 @@
 // is on its prototype, and the addon exports nothing and no prototype holds anything the types do not name.
 import { join } from "node:path";
 import ts from "typescript";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { loadAddon } from "../../src/native/binding.js";
 import { hasAddon, repoRoot } from "../helpers/native.js";
 
@@ -45,8 +45,12 @@ function prototypeMembers(ctor: { prototype: object }): string[] {
 }
 
 describe.skipIf(!hasAddon)("src/native/types.ts matches the addon's exports", () => {
-  const contract = contractFromTypes();
-  const addon = loadAddon() as unknown as Record<string, { prototype: object }>;
+  let contract: Contract;
+  let addon: Record<string, { prototype: object }>;
+  beforeAll(() => {
+    contract = contractFromTypes();
+    addon = loadAddon() as unknown as Record<string, { prototype: object }>;
+  });
 
   it("names exactly the exported functions and classes", () => {
     const exported = Object.keys(addon).sort();
