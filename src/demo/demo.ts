@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { loadSplitTasks, sentinelToken, synthesizeSuiteV2, suiteV2Groups, V2_SENTINELS, writeSuiteV2 } from "../data/index.js";
 import type { V2Group } from "../data/suite-v2.js";
 import type { EncodingOptions, SniTask } from "../data/types.js";
-import { evaluateTasks, writeEvalFiles, type EvalResult } from "../eval/evaluate.js";
+import { evaluateTasks, writeEvalFiles } from "../eval/evaluate.js";
+import type { RowRun } from "../eval/row.js";
 import { T5Model } from "../model/model.js";
 import { installTokenizer, loadTokenizer } from "../model/tokenizer.js";
 import type { T5ConfigJson } from "../model/types.js";
@@ -106,23 +107,7 @@ export interface DemoContext {
   progress: RunProgress;
 }
 
-/** What one row gives for one seed. */
-export interface RowRun {
-  method: string;
-  eval: Pick<EvalResult, "predictions">;
-  train_steps: number;
-  train_seconds: number;
-  final_loss: number;
-  curve: number[];
-  /** The encoder input at inference (for the tokens read per example). */
-  encoding: EncodingOptions;
-  /** Soft tokens prepended per example (DIO). */
-  softTokens?: number;
-  /** Instruction tokens read once per task by a hypernetwork (TAGI). */
-  instructionTokensPerTask?: number;
-  /** The tasks this row was evaluated on, when not all test tasks (INSTA rows). */
-  targets?: string[];
-}
+export type { RowRun } from "../eval/row.js";
 
 /** Work units per training step of each row (about one baseline step of the demo's batch), for the progress bar. */
 const UNITS: Record<string, number> = { base: 0.6, "no-instruction": 0.9, definition: 1, "definition+2pos": 1.6, dio: 1.6, "dio-fixed": 1.05, tagi: 1.3, insta: 1 };

@@ -4,7 +4,7 @@ import type { V2Group } from "../data/suite-v2.js";
 import { scorePrediction } from "../metrics/index.js";
 import { meanStd, pairedBootstrap, type PairedDiff } from "../stats/bootstrap.js";
 import type { ReportSection } from "../report/report.js";
-import type { RowRun } from "./demo.js";
+import type { RowRun } from "../eval/row.js";
 
 export const SPLITS = ["arguments", "compositions", "wordings", "total"] as const;
 export type SplitName = (typeof SPLITS)[number];
