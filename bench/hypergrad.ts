@@ -10,7 +10,7 @@
 // min / median / max over the rounds. Two models: T5 "tiny" (the bench model) and a t5-small-shaped one (d_model
 // 512, 6 + 6 layers, vocab 32128), where compute dominates. Also printed: the thread settings and the machine's
 // float32 matmul rate at the start, so that runs on different machines can be compared.
-// Targets (issue 13): HVP <= 2 gradients; neumann:K and cg:K <= (1 + 1.5 K) training steps; a DIO step with
+// Targets: HVP <= 2 gradients; neumann:K and cg:K <= (1 + 1.5 K) training steps; a DIO step with
 // neumann:1 <= 2.5 plain steps; implicit peak memory flat in K.
 // --json prints one JSON object on one line: {bench, shapes: [{shape, parameters, settings (threads, load, env), matmul_gflops, stable,
 // cases: {name: {seconds, ratio_to_train_step, ratio_to_grad, [ratio_to_dio_step,] peak_bytes, hvp_count, grad_count,

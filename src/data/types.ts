@@ -37,7 +37,7 @@ export interface SniTask {
   answerChoices?: string[];
 }
 
-/** Options of the Tk-Instruct encoding (METHODS.md, "Tk-Instruct input encoding"). */
+/** Options of the Tk-Instruct encoding (Wang et al. 2022, Super-NaturalInstructions: definition, examples, then the instance). */
 export interface EncodingOptions {
   addTaskName: boolean;
   addDefinition: boolean;

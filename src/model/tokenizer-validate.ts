@@ -1,4 +1,4 @@
-// Structural checks of a Hugging Face tokenizer.json before @huggingface/tokenizers sees it (issue 18): every
+// Structural checks of a Hugging Face tokenizer.json before @huggingface/tokenizers sees it: every
 // problem is reported as "<field path>: <what is wrong>" (e.g. `normalizer.type: unknown normalizer "Foo"`), which
 // the caller prefixes with the file's path. The checks cover what the library reads while constructing,
 // encoding and decoding (model and its vocabulary, added_tokens, the four pipeline components and the fields of

@@ -14,7 +14,7 @@
 // (z-scored) over the pool they are fitted on, then L2-normalized. Tasks without examples (free-text targets)
 // get a zero shape vector, i.e. they are ranked by the other channels alone.
 //
-// The input channel (issue 16; off by default, 0.35 in `aligned`): tasks of one source share an input format and
+// The input channel (off by default, 0.35 in `aligned`): tasks of one source share an input format and
 // domain ("Passage: ... Question: ...", tweets, recipes). At 0.35 it raises dataset@5 by 0.015-0.021 with kind@5
 // unchanged held out (cross-fitted, and outside the training split), but on the whole training pool it costs
 // kind@5 0.014 (README), and kind is what selection is for, so it is not in the default.

@@ -1,4 +1,4 @@
-// INSTA task selection (issue 6): embedders, the embedding cache, exact top-k searchers and selection.
+// INSTA task selection: embedders, the embedding cache, exact top-k searchers and selection.
 export type { Embedder, EmbeddingMatrix, ExampleLike, TaskText } from "./embedder.js";
 export { toMatrix, embedMatrix, normalizeRows, pickRows, fitOnTasks, embedTaskMatrix } from "./embedder.js";
 export { LexicalEmbedder, tokenize, STOPWORDS } from "./lexical.js";

@@ -1,4 +1,4 @@
-// Instruction embedders for INSTA task selection (issue 6), pure LibTorch.
+// Instruction embedders for INSTA task selection, pure LibTorch.
 //
 //   pool_hidden(hidden [B,S,d], mask [B,S], Pool::Mean | Pool::FirstLast) -> [B,d]
 //       Mean: sum over positions with mask != 0 divided by their count (a row without tokens gives zeros).
