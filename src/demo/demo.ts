@@ -81,7 +81,7 @@ export interface DemoBudget {
 
 export function demoBudget(quick: boolean): DemoBudget {
   return quick
-    ? { baseSteps: 100, steps: 150, batchSize: 32, lr: 3e-3, maxTrainInstances: 20, maxEvalInstances: 8, instaTargets: 1, instaK: 5, instaSteps: 50 }
+    ? { baseSteps: 100, steps: 120, batchSize: 32, lr: 3e-3, maxTrainInstances: 20, maxEvalInstances: 8, instaTargets: 1, instaK: 5, instaSteps: 40 }
     : { baseSteps: 200, steps: 300, batchSize: 32, lr: 3e-3, maxTrainInstances: 30, maxEvalInstances: 10, instaTargets: 3, instaK: 5, instaSteps: 120 };
 }
 
