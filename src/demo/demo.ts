@@ -369,7 +369,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     progress.stop();
   }
 
-  const summary = summarize(runs, groups);
+  const families = new Map(structure.tasks.map((t) => [t.name, t.steps.map((x) => x.family).join(" > ")]));
+  const summary = summarize(runs, groups, { families });
   const seconds = round1((Date.now() - t0) / 1000);
   const facts = {
     model: `T5 ${config!.feed_forward_proj}, d_model ${config!.d_model}, ${config!.num_layers}+${config!.num_decoder_layers} layers, ${parameters} parameters`,

@@ -47,9 +47,18 @@ export interface Comparison {
   rougeL: Record<SplitName, PairedDiff>;
 }
 
+/** Split (i) by family: each row's exact match on the held-out argument values of one family, pooled over seeds. */
+export interface FamilyCell {
+  exact_match: number;
+  /** Examples over all seeds. */
+  examples: number;
+}
+
 export interface DemoSummary {
   methods: MethodSummary[];
   comparisons: Comparison[];
+  /** method -> family -> cell, for the rows on every unseen task (present when the caller gave task families). */
+  argumentsByFamily?: Record<string, Record<string, FamilyCell>>;
 }
 
 /** Each method against its baseline, as the issue lists them (plus the few-shot row against the definition). */
@@ -94,7 +103,7 @@ function cell(perSeedItems: Map<string, Item>[], metric: Metric, s: SplitName): 
   return { mean: ms.mean, std: ms.std, perSeed, examples: perSeedItems.length ? [...perSeedItems[0].values()].filter((it) => inSplit(it, s)).length : 0 };
 }
 
-export function summarize(runs: SeedRun[], groups: Map<string, V2Group>, o: { resamples?: number } = {}): DemoSummary {
+export function summarize(runs: SeedRun[], groups: Map<string, V2Group>, o: { resamples?: number; families?: Map<string, string> } = {}): DemoSummary {
   const methods: MethodSummary[] = [];
   const items = new Map<string, Map<string, Item>[]>(); // key `${scope}:${method}`
   const names = runs[0]?.rows.map((r) => r.method) ?? [];
@@ -160,7 +169,23 @@ export function summarize(runs: SeedRun[], groups: Map<string, V2Group>, o: { re
       rougeL: Object.fromEntries(SPLITS.map((s) => [s, diff("rougeL", s)])) as Record<SplitName, PairedDiff>,
     });
   }
-  return { methods, comparisons };
+  let argumentsByFamily: DemoSummary["argumentsByFamily"];
+  if (o.families) {
+    argumentsByFamily = {};
+    for (const m of methods.filter((x) => x.scope === "all")) {
+      const acc: Record<string, { sum: number; n: number }> = {};
+      for (const seedItems of items.get(`all:${m.method}`)!)
+        for (const it of seedItems.values()) {
+          if (it.split !== "arguments") continue;
+          const fam = o.families.get(it.task);
+          if (fam === undefined) throw new Error(`demo: no family for ${it.task}`);
+          (acc[fam] ??= { sum: 0, n: 0 }).sum += it.exact_match;
+          acc[fam].n++;
+        }
+      argumentsByFamily[m.method] = Object.fromEntries(Object.keys(acc).sort().map((f) => [f, { exact_match: acc[f].sum / acc[f].n, examples: acc[f].n }]));
+    }
+  }
+  return { methods, comparisons, ...(argumentsByFamily ? { argumentsByFamily } : {}) };
 }
 
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "–");
@@ -209,6 +234,16 @@ export function demoMarkdown(s: DemoSummary, o: { quick: boolean; seeds: number[
   const emDiff = table(["comparison", ...SPLITS.map((x) => SPLIT_LABEL[x])], diffRows("exact_match", "all"));
   sections.push({ title: "Differences, exact match", markdown: emDiff, note: ciNote });
   sections.push({ title: "Differences, ROUGE-L", markdown: table(["comparison", ...SPLITS.map((x) => SPLIT_LABEL[x])], diffRows("rougeL", "all")), note: ciNote });
+  if (s.argumentsByFamily) {
+    const fams = [...new Set(Object.values(s.argumentsByFamily).flatMap((r) => Object.keys(r)))].sort();
+    const rows = Object.entries(s.argumentsByFamily).map(([method, r]) => [method, ...fams.map((f) => (r[f] ? f1(r[f].exact_match) : "–"))]);
+    const counts = fams.map((f) => Object.values(s.argumentsByFamily!).find((r) => r[f])?.[f].examples ?? 0);
+    sections.push({
+      title: "Split (i) by family: exact match on each family's held-out argument values",
+      markdown: table(["method", ...fams], rows),
+      note: `pooled over ${n > 1 ? `${n} seeds` : "the seed"}; examples per family: ${fams.map((f, i) => `${f} ${counts[i]}`).join(", ")}`,
+    });
+  }
   const targets = s.methods.filter((m) => m.scope === "targets");
   let instaText = "";
   if (targets.length) {

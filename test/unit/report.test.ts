@@ -91,6 +91,14 @@ describe("reports", () => {
     expect(c.exact_match.arguments.significant).toBe(true);
     expect(c.exact_match.compositions.mean).toBeCloseTo(0, 12);
     expect(c.exact_match.compositions.significant).toBe(false);
+    // without families no per-family table; with them, split (i) pooled over seeds per family
+    expect(s.argumentsByFamily).toBeUndefined();
+    const fam = summarize(runs, groups, { resamples: 50, families: new Map([["t1", "count"], ["t2", "remove > after"], ["t3", "count"]]) });
+    expect(fam.argumentsByFamily).toEqual({ "no-instruction": { count: { exact_match: 20, examples: 30 } }, definition: { count: { exact_match: 100, examples: 30 } } });
+    const fmd = demoMarkdown(fam, { quick: false, seeds: [1, 2, 3], facts: {}, instaTargets: [] });
+    const sec = fmd.sections.find((x) => x.title.startsWith("Split (i) by family"))!;
+    expect(sec.markdown).toContain("| definition | 100.0 |");
+    expect(sec.note).toContain("count 30");
     const md = demoMarkdown(s, { quick: false, seeds: [1, 2, 3], facts: {}, instaTargets: [] });
     expect(md.terminal).toContain("| definition | 100.0 ± 0.0 | 20.0 ± 10.0 | 20.0 ± 10.0 | 46.7 ± 6.7 | 20.0 |");
     expect(md.terminal).toMatch(/\| definition − no-instruction \| \+80\.0 \[\+\d+\.\d, \+\d+\.\d\] \* \| \+0\.0 \[-\d+\.\d, \+\d+\.\d\] \|/);
