@@ -6,9 +6,10 @@
 // "BERT-style" objective of their Table 4, as in MASS and BART). Span corruption alone never asks the decoder to
 // reproduce what the encoder reads; reconstruction does, and copying from the input is what a pretrained LM
 // brings to instructions with arguments ("replace every cat with dog"): measured on the demo, a base trained with
-// reconstruct = 0.5 lifts the definition row on every split (see the README's Results). It is the stand-in for a pretrained LM (the model learns the suite's language,
-// not its tasks), trained once per (suite, seed, model config, budget) and cached by a content hash in the run
-// folder, so every row of the demo starts from the same weights.
+// reconstruct = 0.5 lifts the definition row on every split (see the README's Results). It is the stand-in for a
+// pretrained LM (the model learns the suite's language, not its tasks), trained once per (suite, seed, model
+// config, budget, objectives) and cached by a content hash in the run folder, so every row of the demo starts from
+// the same weights.
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";

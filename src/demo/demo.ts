@@ -1,10 +1,11 @@
 // instill demo: the main job, run as an experiment on suite v2 (tasks whose instructions carry arguments).
 // For each seed: generate the suite (instances depend on the seed, tasks and split do not), create a tiny
 // random-initialized T5, train the shared base once (denoising on the training tasks' texts, T5 span corruption
-// mixed with whole-text reconstruction: the stand-in for a pretrained LM, cached by content hash), then train every row from that base with the same number of
-// steps, evaluate every row on the same unseen tasks with the same greedy decoding, and keep each example's
-// scores. Across seeds: mean ± std per split (arguments / compositions / wordings / total) and paired
-// differences with 95% bootstrap intervals over (seed, example) for each method against its baseline.
+// mixed with whole-text reconstruction: the stand-in for a pretrained LM, cached by content hash), then train
+// every row from that base with the same number of steps, evaluate every row on the same unseen tasks with the
+// same greedy decoding, and keep each example's scores. Across seeds: mean ± std per split (arguments /
+// compositions / wordings / total) and paired differences with 95% bootstrap intervals over (seed, example) for
+// each method against its baseline.
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { loadSplitTasks, sentinelToken, synthesizeSuiteV2, suiteV2Groups, V2_SENTINELS, writeSuiteV2 } from "../data/index.js";
@@ -65,7 +66,7 @@ export function demoModelConfig(vocabSize: number): T5ConfigJson {
 }
 
 export interface DemoBudget {
-  /** Span-corruption steps of the shared base. */
+  /** Denoising steps of the shared base. */
   baseSteps: number;
   /** Steps of every row from the base. */
   steps: number;
