@@ -387,23 +387,25 @@ struct EvalModeScope {
 };
 }  // namespace
 
-at::Tensor DioTrainer::score_options(const DioBatch& b, const at::Tensor& options) {
-  torch::NoGradGuard ng;
-  EvalModeScope eval_mode(*model_);
+t5::T5Inputs DioTrainer::prefixed_inputs(const DioBatch& b) const {
   t5::T5Inputs in;
   in.input_ids = b.batch.input_ids;
   in.attention_mask = b.batch.attention_mask;
   set_prefix(b, in);
+  return in;
+}
+
+at::Tensor DioTrainer::score_options(const DioBatch& b, const at::Tensor& options) {
+  torch::NoGradGuard ng;
+  EvalModeScope eval_mode(*model_);
+  const t5::T5Inputs in = prefixed_inputs(b);
   return t5::score_options(*model_, in, options.to(model_->device())).sum.to(at::kCPU, at::kDouble).contiguous();
 }
 
 at::Tensor DioTrainer::generate(const DioBatch& b, int64_t max_new_tokens, int64_t num_beams) {
   torch::NoGradGuard ng;
   EvalModeScope eval_mode(*model_);
-  t5::T5Inputs in;
-  in.input_ids = b.batch.input_ids;
-  in.attention_mask = b.batch.attention_mask;
-  set_prefix(b, in);
+  const t5::T5Inputs in = prefixed_inputs(b);
   t5::GenerateOptions go;
   go.max_new_tokens = max_new_tokens;
   go.num_beams = num_beams;

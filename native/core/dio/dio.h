@@ -188,6 +188,8 @@ class DioTrainer {
  private:
   // prefix_embeds / prefix_mask of the model input: [soft tokens | selected demonstration].
   void set_prefix(const DioBatch& b, t5::T5Inputs& in, bool checked = false) const;
+  // The batch's ids and mask with the soft prefix set (eval paths: generate, score_options).
+  t5::T5Inputs prefixed_inputs(const DioBatch& b) const;
 
   t5::T5ForConditionalGeneration model_;
   DioOptions options_;
