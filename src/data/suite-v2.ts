@@ -10,9 +10,9 @@
 // <extra_id_0..> for the span-corruption stage that trains the demo's base model.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { SniExample, SniInstance, SniTask } from "./types.js";
+import type { SniTask } from "./types.js";
 import { makeRng, pick, randInt, shuffleInPlace, type Rng } from "./random.js";
-import { addTaskTexts, sniJsonOf, suiteTokenizerJson, whitespacePreTokenize, SPECIAL_TOKENS, TEMPLATE_TEXT } from "./suite.js";
+import { addTaskTexts, sniJsonOf, suiteTokenizerJson, syntheticTaskMeta, syntheticTaskTexts, whitespacePreTokenize, SPECIAL_TOKENS, TEMPLATE_TEXT } from "./suite.js";
 
 /** 36 words, three per starting letter (12 letters), so "the words that start with the letter c" has answers. */
 export const V2_WORDS = [
@@ -453,22 +453,11 @@ export function synthesizeSuiteV2(opts: SynthesizeV2Options = {}): SuiteV2 {
       if (!v) throw new Error(`suite v2: cannot generate an input for ${name}`);
       return v;
     };
-    const positiveExamples: SniExample[] = [];
-    for (let k = 0; k < nPos; k++) {
-      const v = fresh();
-      positiveExamples.push({ input: v[0].join(" "), output: v[v.length - 1].join(" "), explanation: explain(v) });
-    }
-    const negativeExamples: SniExample[] = [];
-    for (let k = 0; k < nNeg; k++) {
-      const v = fresh();
-      const wrong = wrongAnswers(spec.steps, v, rng)[0];
-      negativeExamples.push({ input: v[0].join(" "), output: wrong.output, explanation: `This is wrong because ${wrong.why}. The right answer is ${v[v.length - 1].join(" ")}.` });
-    }
-    const instances: SniInstance[] = [];
-    for (let k = 0; k < nInst; k++) {
-      const v = fresh();
-      instances.push({ id: `${name}-${k}`, input: v[0].join(" "), output: [v[v.length - 1].join(" ")] });
-    }
+    const texts = syntheticTaskTexts(name, { positive: nPos, negative: nNeg, instances: nInst }, {
+      fresh,
+      explain,
+      wrong: (v) => wrongAnswers(spec.steps, v, rng)[0],
+    });
     // Definitions: the first is what the encoding reads; two more wordings (same phrase set) follow.
     const defs = [definitionText(spec.steps, spec.phrases, spec.template)];
     for (let k = 1; k < 3; k++) {
@@ -480,14 +469,8 @@ export function synthesizeSuiteV2(opts: SynthesizeV2Options = {}): SuiteV2 {
       name,
       source: "instill synthetic suite v2",
       definition: [...new Set(defs)],
-      positiveExamples,
-      negativeExamples,
-      instances,
-      categories: [last.category],
-      inputLanguage: ["English"],
-      outputLanguage: ["English"],
-      instructionLanguage: ["English"],
-      domains: ["Synthetic"],
+      ...texts,
+      ...syntheticTaskMeta(last.category),
       steps: spec.steps,
       split: spec.group === "train" ? "train" : "test",
       group: spec.group,

@@ -366,37 +366,21 @@ export function synthesizeSuite(opts: SynthesizeOptions = {}): Suite {
       }
       return draw(k);
     };
-    const positiveExamples: SniExample[] = [];
-    for (let k = 0; k < nPos; k++) {
-      const v = fresh(k);
-      positiveExamples.push({ input: v[0].join(" "), output: v[v.length - 1].join(" "), explanation: explain(spec, v) });
-    }
-    const negativeExamples: SniExample[] = [];
-    for (let k = 0; k < nNeg; k++) {
-      const v = fresh(k);
-      const wrongs = wrongAnswers(spec, v, rng);
-      const wrong = k === 0 || wrongs.length === 1 ? wrongs[0] : pick(rng, wrongs.slice(1));
-      const right = v[v.length - 1].join(" ");
-      negativeExamples.push({ input: v[0].join(" "), output: wrong.output, explanation: `This is wrong because ${wrong.why}. The right answer is ${right}.` });
-    }
-    const instances: SniInstance[] = [];
-    for (let k = 0; k < nInst; k++) {
-      const v = fresh(k);
-      instances.push({ id: `${name}-${k}`, input: v[0].join(" "), output: [v[v.length - 1].join(" ")] });
-    }
-    if (isAnswer) shuffleInPlace(rng, instances);
+    const texts = syntheticTaskTexts(name, { positive: nPos, negative: nNeg, instances: nInst }, {
+      fresh,
+      explain: (v) => explain(spec, v),
+      wrong: (v, k) => {
+        const wrongs = wrongAnswers(spec, v, rng);
+        return k === 0 || wrongs.length === 1 ? wrongs[0] : pick(rng, wrongs.slice(1));
+      },
+    });
+    if (isAnswer) shuffleInPlace(rng, texts.instances);
     const task: SuiteTask = {
       name,
       source: "instill synthetic suite",
       definition: definitionsFor(spec, rng),
-      positiveExamples,
-      negativeExamples,
-      instances,
-      categories: [last.category],
-      inputLanguage: ["English"],
-      outputLanguage: ["English"],
-      instructionLanguage: ["English"],
-      domains: ["Synthetic"],
+      ...texts,
+      ...syntheticTaskMeta(last.category),
       steps: spec.steps,
       split: spec.split,
       kind: spec.kind,
@@ -410,6 +394,41 @@ export function synthesizeSuite(opts: SynthesizeOptions = {}): Suite {
     train: tasks.filter((t) => t.split === "train").map((t) => t.name),
     test: tasks.filter((t) => t.split === "test").map((t) => t.name),
   };
+}
+
+/**
+ * The examples and instances of one synthetic task (v1 and v2 alike), drawn in a fixed order: the positive examples,
+ * then the negative ones, then the instances, each from `fresh(k)` (the input is vals[0], the answer the last value).
+ * `wrong` gives a negative example's wrong answer and why.
+ */
+export function syntheticTaskTexts(
+  name: string,
+  n: { positive: number; negative: number; instances: number },
+  f: { fresh: (k: number) => string[][]; explain: (vals: string[][]) => string; wrong: (vals: string[][], k: number) => { output: string; why: string } },
+): { positiveExamples: SniExample[]; negativeExamples: SniExample[]; instances: SniInstance[] } {
+  const answer = (v: string[][]) => v[v.length - 1].join(" ");
+  const positiveExamples: SniExample[] = [];
+  for (let k = 0; k < n.positive; k++) {
+    const v = f.fresh(k);
+    positiveExamples.push({ input: v[0].join(" "), output: answer(v), explanation: f.explain(v) });
+  }
+  const negativeExamples: SniExample[] = [];
+  for (let k = 0; k < n.negative; k++) {
+    const v = f.fresh(k);
+    const wrong = f.wrong(v, k);
+    negativeExamples.push({ input: v[0].join(" "), output: wrong.output, explanation: `This is wrong because ${wrong.why}. The right answer is ${answer(v)}.` });
+  }
+  const instances: SniInstance[] = [];
+  for (let k = 0; k < n.instances; k++) {
+    const v = f.fresh(k);
+    instances.push({ id: `${name}-${k}`, input: v[0].join(" "), output: [answer(v)] });
+  }
+  return { positiveExamples, negativeExamples, instances };
+}
+
+/** The SNI metadata every synthetic task carries. */
+export function syntheticTaskMeta(category: string): Pick<SniTask, "categories" | "inputLanguage" | "outputLanguage" | "instructionLanguage" | "domains"> {
+  return { categories: [category], inputLanguage: ["English"], outputLanguage: ["English"], instructionLanguage: ["English"], domains: ["Synthetic"] };
 }
 
 /** What the SNI file schema needs of a suite task (v1 and v2 alike). */
