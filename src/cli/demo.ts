@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { DEMO_METHODS, demoTable, runDemo } from "../demo/demo.js";
-import { int } from "./parse.js";
+import { SPAN_CORRUPTION } from "../demo/base.js";
+import { int, num } from "./parse.js";
 
 export function registerDemo(program: Command): void {
   program
@@ -11,10 +12,10 @@ export function registerDemo(program: Command): void {
     .option("--seed <n>", "first seed (seeds are n, n+1, ...)", int("--seed"), 42)
     .option("--seeds <n>", "number of seeds (default 3; 1 with --quick)", int("--seeds"))
     .option("--methods <list>", `comma-separated rows to run (default: all of ${DEMO_METHODS.join(", ")})`)
-    .option("--base-reconstruct <p>", "fraction of the base's sequences whose target is the whole text (0 = T5 span corruption only)", "0.5")
+    .option("--base-reconstruct <p>", "fraction of the base's sequences whose target is the whole text (0 = T5 span corruption only)", num("--base-reconstruct"), SPAN_CORRUPTION.reconstruct)
     .option("--json", "print every number (per seed too) as one JSON object on one line")
     .option("-q, --quiet", "no progress bar")
-    .action(async (f: { out: string; quick?: boolean; seed: number; seeds?: number; methods?: string; json?: boolean; quiet?: boolean; baseReconstruct: string }) => {
+    .action(async (f: { out: string; quick?: boolean; seed: number; seeds?: number; methods?: string; json?: boolean; quiet?: boolean; baseReconstruct: number }) => {
       if (f.seeds !== undefined && f.seeds < 1) throw new RangeError(`--seeds: expected a positive integer, got ${f.seeds}`);
       const r = await runDemo({
         out: f.out,
@@ -23,7 +24,7 @@ export function registerDemo(program: Command): void {
         seeds: f.seeds,
         quiet: f.quiet || f.json,
         methods: f.methods?.split(",").map((s) => s.trim()).filter(Boolean),
-        baseReconstruct: Number(f.baseReconstruct),
+        baseReconstruct: f.baseReconstruct,
       });
       if (f.json) {
         process.stdout.write(JSON.stringify(r) + "\n");
