@@ -6,8 +6,10 @@
 // same greedy decoding, and keep each example's scores. Across seeds: mean ± std per split (arguments /
 // compositions / wordings / total) and paired differences with 95% bootstrap intervals over (seed, example) for
 // each method against its baseline.
-import { mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadSplitTasks, sentinelToken, synthesizeSuiteV2, suiteV2Groups, V2_SENTINELS, writeSuiteV2 } from "../data/index.js";
 import type { V2Group } from "../data/suite-v2.js";
 import type { EncodingOptions, SniTask } from "../data/types.js";
@@ -22,10 +24,12 @@ import { buildExamples, tokenizeExamples, type TokenizerLike } from "../train/ba
 import { defaultConfig, type RunConfig } from "../train/config.js";
 import { finishedModelDir, trainOnTasks } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/fs.js";
+import { runPool } from "../util/process-pool.js";
+import { packageRoot } from "../native/binding.js";
 import { dioDemoRow } from "../dio/demo.js";
 import { tagiDemoRow } from "../tagi/demo.js";
 import { pretrainingTexts, SPAN_CORRUPTION, trainBase, type BaseResult, type SpanCorruptionOptions } from "./base.js";
-import { RunProgress, stepReporter } from "./progress.js";
+import { RunProgress, stepReporter, type ProgressSink } from "./progress.js";
 import { demoMarkdown, summarize, type DemoSummary, type SeedRun } from "./summary.js";
 
 export interface DemoOptions {
@@ -40,6 +44,11 @@ export interface DemoOptions {
   methods?: string[];
   /** The base's fraction of reconstruction sequences (default SPAN_CORRUPTION.reconstruct; 0 = span corruption only). */
   baseReconstruct?: number;
+  /**
+   * Worker processes for the jobs (default 1: all in this process; the CLI's default is defaultDemoJobs()). Each job
+   * runs the same code either way, so the numbers do not depend on it beyond LibTorch's thread count.
+   */
+  jobs?: number;
 }
 
 /** The tiny T5 of the demos (also the TAGI ablation's). */
@@ -105,7 +114,7 @@ export interface DemoContext {
   quick: boolean;
   baseConfig: RunConfig;
   evalOptions: { batchSize: number; maxNewTokens: number; numBeams: number };
-  progress: RunProgress;
+  progress: ProgressSink;
 }
 
 export type { RowRun } from "../eval/row.js";
@@ -179,7 +188,12 @@ async function instaRows(ctx: DemoContext, targets: SniTask[]): Promise<RowRun[]
 }
 
 /** The demo's rows, in groups that share work. */
-export const DEMO_GROUPS: { methods: string[]; run: (ctx: DemoContext, methods: string[], targets: SniTask[]) => Promise<RowRun[]> }[] = [
+export const DEMO_GROUPS: {
+  methods: string[];
+  /** One job for all its rows (they come from one run); otherwise one job per row. */
+  together?: boolean;
+  run: (ctx: DemoContext, methods: string[], targets: SniTask[]) => Promise<RowRun[]>;
+}[] = [
   {
     methods: Object.keys(BASELINE_ENCODINGS),
     run: async (ctx, methods) => {
@@ -215,6 +229,7 @@ export const DEMO_GROUPS: { methods: string[]; run: (ctx: DemoContext, methods: 
   },
   {
     methods: ["insta", "random-k", "all-tasks"],
+    together: true,
     run: async (ctx, _methods, targets) => {
       ctx.progress.stage(`seed ${ctx.seed}: insta / random-k / all-tasks`);
       return instaRows(ctx, targets);
@@ -224,9 +239,9 @@ export const DEMO_GROUPS: { methods: string[]; run: (ctx: DemoContext, methods: 
 
 export const DEMO_METHODS = DEMO_GROUPS.flatMap((g) => g.methods);
 
-/** Planned work units of one seed (for the bar's total and ETA). */
-function plannedUnits(b: DemoBudget, methods: string[], testExamples: number): number {
-  let u = b.baseSteps * UNITS.base;
+/** Planned work units of one job's rows (for the bar's total and ETA, and the order of jobs on a pool). */
+function rowUnits(b: DemoBudget, methods: string[], testExamples: number): number {
+  let u = 0;
   for (const m of methods) {
     if (m === "insta") u += (2 * b.instaTargets + 1) * b.instaSteps * UNITS.insta;
     else if (m === "random-k" || m === "all-tasks") continue;
@@ -241,6 +256,128 @@ export function tokensPerExample(tasks: SniTask[], enc: EncodingOptions, tok: To
   return exs.reduce((a, e) => a + e.src.length, 0) / Math.max(1, exs.length);
 }
 
+/**
+ * Everything one seed's jobs read, all of it plain data: a job rebuilds the tasks and the tokenizer from the seed's
+ * files, so it runs the same in this process or in a worker process.
+ */
+export interface SeedSpec {
+  seed: number;
+  quick: boolean;
+  seedDir: string;
+  dataDir: string;
+  initDir: string;
+  cacheRoot: string;
+  budget: DemoBudget;
+  config: T5ConfigJson;
+  corruption: SpanCorruptionOptions;
+}
+
+/** One unit of the demo's work: a seed's base, or rows of one group trained from that base. */
+export type DemoJob =
+  | { kind: "base"; spec: SeedSpec }
+  | { kind: "rows"; spec: SeedSpec; baseDir: string; group: number; methods: string[]; targets: string[] };
+
+function seedInputs(spec: SeedSpec) {
+  const tok = loadTokenizer(spec.initDir);
+  const b = spec.budget;
+  const split = loadSplitTasks({ dataDir: spec.dataDir, maxTrainInstances: b.maxTrainInstances, maxEvalInstances: b.maxEvalInstances, seed: spec.seed });
+  return { tok, split };
+}
+
+/** The run configuration every row of a seed starts from. */
+function rowConfig(spec: SeedSpec, baseDir: string): RunConfig {
+  const std = defaultConfig();
+  const b = spec.budget;
+  return {
+    ...std,
+    model: baseDir,
+    data: spec.dataDir,
+    seed: spec.seed,
+    steps: b.steps,
+    batchSize: b.batchSize,
+    stepsPerCall: 25,
+    checkpointEvery: 1_000_000,
+    keepCheckpoints: 1,
+    logEvery: 5,
+    quiet: true,
+    maxTargetLength: 32,
+    encoding: { ...std.encoding, maxSourceLength: 192 },
+    optimizer: { ...std.optimizer, lr: b.lr, warmupSteps: Math.round(b.steps * 0.05), totalSteps: b.steps },
+    eval: { batchSize: 64, maxNewTokens: 24, numBeams: 1 },
+  };
+}
+
+/** Runs one job; the same function in this process (--jobs 1) and in a worker process (src/demo/worker.ts). */
+export async function runDemoJob(job: DemoJob, progress: ProgressSink): Promise<BaseResult | RowRun[]> {
+  const { spec } = job;
+  const { tok, split } = seedInputs(spec);
+  if (job.kind === "base") {
+    progress.stage(`seed ${spec.seed}: base (denoising)`);
+    const sentinels = Array.from({ length: V2_SENTINELS }, (_, i) => {
+      const ids = tok.encode(sentinelToken(i), { addEos: false });
+      if (ids.length !== 1) throw new Error(`${spec.dataDir}/tokenizer.json: sentinel ${sentinelToken(i)} is not one token (${ids.join(",")})`);
+      return ids[0];
+    });
+    const b = spec.budget;
+    const tick = stepReporter(progress, UNITS.base);
+    return trainBase({
+      initDir: spec.initDir,
+      cacheRoot: spec.cacheRoot,
+      texts: pretrainingTexts(split.train),
+      tok,
+      sentinels,
+      config: spec.config,
+      seed: spec.seed,
+      budget: { steps: b.baseSteps, batchSize: b.batchSize, lr: b.lr },
+      corruption: spec.corruption,
+      onSteps: (s) => tick(s),
+    });
+  }
+  const baseConfig = rowConfig(spec, job.baseDir);
+  const ctx: DemoContext = {
+    out: spec.seedDir,
+    modelDir: job.baseDir,
+    dataDir: spec.dataDir,
+    train: split.train,
+    test: split.test,
+    budget: spec.budget,
+    seed: spec.seed,
+    quick: spec.quick,
+    baseConfig,
+    evalOptions: baseConfig.eval,
+    progress,
+  };
+  const targets = job.targets.map((n) => {
+    const t = split.test.find((x) => x.name === n);
+    if (!t) throw new Error(`${spec.dataDir}: INSTA target ${n} is not a test task`);
+    return t;
+  });
+  return DEMO_GROUPS[job.group].run(ctx, job.methods, targets);
+}
+
+/** What a worker process sends about a running job (src/demo/worker.ts). */
+export type WorkerEvent = { kind: "stage"; name: string } | { kind: "advance"; units: number };
+
+/** LibTorch threads of each of n worker processes: INSTILL_THREADS if set, else the cores shared out. */
+function childThreads(n: number): number {
+  const env = process.env.INSTILL_THREADS;
+  return env ? Number(env) : Math.max(1, Math.floor(availableParallelism() / n));
+}
+
+/** Worker processes the demo uses by default: one per core, at most 4 (each with the cores left to it). */
+export function defaultDemoJobs(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
+/** The compiled worker script (dist/demo/worker.js), next to this module or under the package root. */
+function workerScript(): string {
+  const here = fileURLToPath(new URL("./worker.js", import.meta.url));
+  if (existsSync(here)) return here;
+  const built = join(packageRoot(), "dist", "demo", "worker.js");
+  if (existsSync(built)) return built;
+  throw new Error(`demo --jobs: the worker script ${built} is not built (npm run build:ts), or use --jobs 1`);
+}
+
 export interface DemoResult extends DemoSummary {
   quick: boolean;
   seeds: number[];
@@ -250,6 +387,8 @@ export interface DemoResult extends DemoSummary {
   base: { seed: number; hash: string; cached: boolean; steps: number; seconds: number; finalLoss: number }[];
   /** The base's denoising objectives. */
   baseObjective: SpanCorruptionOptions;
+  /** Processes the jobs ran on (1 = this process) and the LibTorch threads of each. */
+  parallel: { jobs: number; threads: number };
   report: { markdown: string; html: string; pngs: string[] };
   seconds: number;
 }
@@ -260,6 +399,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const first = o.seed ?? 42;
   const nSeeds = o.seeds ?? (quick ? 1 : 3);
   if (!Number.isInteger(nSeeds) || nSeeds < 1) throw new RangeError(`--seeds: expected a positive integer, got ${nSeeds}`);
+  const nJobs = o.jobs ?? 1;
+  if (!Number.isInteger(nJobs) || nJobs < 1) throw new RangeError(`--jobs: expected a positive integer, got ${o.jobs}`);
   const seeds = Array.from({ length: nSeeds }, (_, i) => first + i);
   const b = demoBudget(quick);
   const wanted = o.methods ?? DEMO_METHODS;
@@ -273,101 +414,102 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 
   const structure = synthesizeSuiteV2({ seed: first, instancesPerTask: 1 });
   const groups = suiteV2Groups(structure);
-  const testPerTask = b.maxEvalInstances;
-  const nTest = structure.test.length;
-  const progress = new RunProgress(nSeeds * plannedUnits(b, methods, nTest * testPerTask), o.quiet ?? false);
+  const testExamples = structure.test.length * b.maxEvalInstances;
 
-  const runs: SeedRun[] = [];
-  const bases: DemoResult["base"] = [];
+  // Each seed's files (suite, tokenizer, random init), then the jobs: every seed's base, then its rows (groups whose
+  // rows are independent are one job per row).
+  const specs: SeedSpec[] = [];
   let config: T5ConfigJson | undefined;
   let parameters = 0;
-  let dataFacts: DemoResult["data"] | undefined;
+  for (const seed of seeds) {
+    const seedDir = join(out, `seed-${seed}`);
+    rmSync(join(seedDir, "runs"), { recursive: true, force: true });
+    const dataDir = join(seedDir, "data");
+    const initDir = join(seedDir, "model-init");
+    writeSuiteV2(dataDir, seed);
+    installTokenizer(dataDir, initDir);
+    config = demoModelConfig(loadTokenizer(initDir).vocabSize);
+    const init = await T5Model.init(config, { seed });
+    await init.save(initDir);
+    parameters = init.parameterCount().total;
+    init.dispose();
+    specs.push({ seed, quick, seedDir, dataDir, initDir, cacheRoot: join(out, "base-cache"), budget: b, config, corruption });
+  }
+  // The tasks and the split do not depend on the seed, so neither do the INSTA targets.
+  const targetNames = instaTargets(seedInputs(specs[0]).split.test, groups, b.instaTargets).map((t) => t.name);
+  // A rows job is built when it starts, from its seed's finished base.
+  const results = new Map<string, BaseResult | RowRun[]>();
+  const baseOf = (seed: number) => results.get(`seed ${seed}: base`) as BaseResult;
+  type Planned = { id: string; job: () => DemoJob; units: number; seed: number; after?: string[] };
+  const planned: Planned[] = [];
+  for (const spec of specs) planned.push({ id: `seed ${spec.seed}: base`, job: () => ({ kind: "base", spec }), units: b.baseSteps * UNITS.base, seed: spec.seed });
+  const rowJobs: Planned[] = [];
+  for (const spec of specs)
+    DEMO_GROUPS.forEach((g, gi) => {
+      const mine = g.methods.filter((m) => methods.includes(m));
+      if (!mine.length) return;
+      for (const ms of g.together ? [mine] : mine.map((m) => [m]))
+        rowJobs.push({
+          id: `seed ${spec.seed}: ${ms.join(" / ")}`,
+          job: () => ({ kind: "rows", spec, baseDir: baseOf(spec.seed).dir, group: gi, methods: ms, targets: targetNames }),
+          units: rowUnits(b, ms, testExamples),
+          seed: spec.seed,
+          after: [`seed ${spec.seed}: base`],
+        });
+    });
+  // On a pool the longest jobs go first (so the last ones to finish are short); in this process, in table order.
+  planned.push(...(nJobs > 1 ? [...rowJobs].sort((x, y) => y.units - x.units) : rowJobs));
+  const progress = new RunProgress(planned.reduce((a, p) => a + p.units, 0), o.quiet ?? false);
+
+  const threads = nJobs > 1 ? childThreads(nJobs) : Number(process.env.INSTILL_THREADS || availableParallelism());
   try {
-    for (const seed of seeds) {
-      const seedDir = join(out, `seed-${seed}`);
-      rmSync(join(seedDir, "runs"), { recursive: true, force: true });
-      const dataDir = join(seedDir, "data");
-      const initDir = join(seedDir, "model-init");
-      writeSuiteV2(dataDir, seed);
-      installTokenizer(dataDir, initDir);
-      const tok = loadTokenizer(initDir);
-      config = demoModelConfig(tok.vocabSize);
-      const init = await T5Model.init(config, { seed });
-      await init.save(initDir);
-      parameters = init.parameterCount().total;
-      init.dispose();
-      const split = loadSplitTasks({ dataDir, maxTrainInstances: b.maxTrainInstances, maxEvalInstances: b.maxEvalInstances, seed });
-
-      progress.stage(`seed ${seed}: base (denoising)`);
-      const sentinels = Array.from({ length: V2_SENTINELS }, (_, i) => {
-        const ids = tok.encode(sentinelToken(i), { addEos: false });
-        if (ids.length !== 1) throw new Error(`${dataDir}/tokenizer.json: sentinel ${sentinelToken(i)} is not one token (${ids.join(",")})`);
-        return ids[0];
+    if (nJobs === 1) {
+      for (const p of planned) results.set(p.id, await runDemoJob(p.job(), progress));
+    } else {
+      const stages = new Map<number, string>();
+      const sink = (w: number): ProgressSink => ({
+        stage: (name) => {
+          stages.set(w, name);
+          progress.stage([...stages.entries()].sort((x, y) => x[0] - y[0]).map((e) => e[1]).join(" | "));
+        },
+        advance: (u) => progress.advance(u),
       });
-      const tickBase = stepReporter(progress, UNITS.base);
-      const base: BaseResult = await trainBase({
-        initDir,
-        cacheRoot: join(out, "base-cache"),
-        texts: pretrainingTexts(split.train),
-        tok,
-        sentinels,
-        config,
-        seed,
-        budget: { steps: b.baseSteps, batchSize: b.batchSize, lr: b.lr },
-        corruption,
-        onSteps: (s) => tickBase(s),
+      await runPool<DemoJob, BaseResult | RowRun[], WorkerEvent>(planned, {
+        script: workerScript(),
+        workers: nJobs,
+        env: { ...process.env, INSTILL_THREADS: String(threads) },
+        onEvent: (_id, e, w) => (e.kind === "stage" ? sink(w).stage(e.name) : sink(w).advance(e.units)),
+        onDone: (id, r) => results.set(id, r),
       });
-      bases.push({ seed, hash: base.hash, cached: base.cached, steps: base.steps, seconds: round1(base.seconds), finalLoss: round4(base.losses[base.losses.length - 1]) });
-
-      const std = defaultConfig();
-      const baseConfig: RunConfig = {
-        ...std,
-        model: base.dir,
-        data: dataDir,
-        seed,
-        steps: b.steps,
-        batchSize: b.batchSize,
-        stepsPerCall: 25,
-        checkpointEvery: 1_000_000,
-        keepCheckpoints: 1,
-        logEvery: 5,
-        quiet: true,
-        maxTargetLength: 32,
-        encoding: { ...std.encoding, maxSourceLength: 192 },
-        optimizer: { ...std.optimizer, lr: b.lr, warmupSteps: Math.round(b.steps * 0.05), totalSteps: b.steps },
-        eval: { batchSize: 64, maxNewTokens: 24, numBeams: 1 },
-      };
-      const ctx: DemoContext = {
-        out: seedDir,
-        modelDir: base.dir,
-        dataDir,
-        train: split.train,
-        test: split.test,
-        budget: b,
-        seed,
-        quick,
-        baseConfig,
-        evalOptions: baseConfig.eval,
-        progress,
-      };
-      const targets = instaTargets(split.test, groups, b.instaTargets);
-      const rows: RowRun[] = [];
-      for (const g of DEMO_GROUPS) {
-        const mine = g.methods.filter((m) => methods.includes(m));
-        if (!mine.length) continue;
-        rows.push(...(await g.run(ctx, mine, targets)));
-      }
-      const tokens: Record<string, number> = {};
-      for (const r of rows) if (!r.targets) tokens[r.method] = round1(tokensPerExample(split.test, r.encoding, tok, baseConfig.maxTargetLength, seed) + (r.softTokens ?? 0));
-      runs.push({ seed, rows, tokensPerExample: tokens });
-      const trainExamples = split.train.reduce((a, t) => a + t.instances.length, 0);
-      const testExamples = split.test.reduce((a, t) => a + t.instances.length, 0);
-      const testBySplit: Record<string, number> = {};
-      for (const t of split.test) testBySplit[groups.get(t.name) ?? "?"] = (testBySplit[groups.get(t.name) ?? "?"] ?? 0) + 1;
-      dataFacts = { suite: "v2", trainTasks: split.train.length, testTasks: split.test.length, testBySplit, trainExamples, testExamples, instaTargets: targets.map((t) => t.name) };
     }
   } finally {
     progress.stop();
+  }
+
+  // Per seed, the rows in table order, and what the tables say about the data.
+  const runs: SeedRun[] = [];
+  const bases: DemoResult["base"] = [];
+  let dataFacts: DemoResult["data"] | undefined;
+  for (const spec of specs) {
+    const base = baseOf(spec.seed);
+    bases.push({ seed: spec.seed, hash: base.hash, cached: base.cached, steps: base.steps, seconds: round1(base.seconds), finalLoss: round4(base.losses[base.losses.length - 1]) });
+    const rows = rowJobs.filter((p) => p.seed === spec.seed).flatMap((p) => results.get(p.id) as RowRun[]);
+    const { tok, split } = seedInputs(spec);
+    const maxTargetLength = rowConfig(spec, base.dir).maxTargetLength;
+    const tokens: Record<string, number> = {};
+    for (const r of rows) if (!r.targets) tokens[r.method] = round1(tokensPerExample(split.test, r.encoding, tok, maxTargetLength, spec.seed) + (r.softTokens ?? 0));
+    runs.push({ seed: spec.seed, rows, tokensPerExample: tokens });
+    const testBySplit: Record<string, number> = {};
+    for (const t of split.test) testBySplit[groups.get(t.name) ?? "?"] = (testBySplit[groups.get(t.name) ?? "?"] ?? 0) + 1;
+    dataFacts = {
+      suite: "v2",
+      trainTasks: split.train.length,
+      testTasks: split.test.length,
+      testBySplit,
+      trainExamples: split.train.reduce((a, t) => a + t.instances.length, 0),
+      testExamples: split.test.reduce((a, t) => a + t.instances.length, 0),
+      instaTargets: targetNames,
+    };
   }
 
   const families = new Map(structure.tasks.map((t) => [t.name, t.steps.map((x) => x.family).join(" > ")]));
@@ -380,7 +522,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     data: `suite v2: ${dataFacts!.trainTasks} training tasks (${dataFacts!.trainExamples} examples per seed), ${dataFacts!.testTasks} unseen test tasks (${Object.entries(dataFacts!.testBySplit).map(([k, v]) => `${v} ${k}`).join(", ")}; ${dataFacts!.testExamples} examples per seed)`,
     decoding: "greedy, at most 24 new tokens, the same for every row",
     seeds: `${seeds.join(", ")} (each seed regenerates the suite's instances, the model init and the base)`,
-    wall: `${seconds} s`,
+    wall: `${seconds} s (${nJobs > 1 ? `${nJobs} worker processes of ${threads} thread(s)` : `one process, ${threads} thread(s)`})`,
   };
   const md = demoMarkdown(summary, { quick, seeds, facts, instaTargets: dataFacts!.instaTargets });
   const report = await writeReport(out, {
@@ -404,6 +546,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     data: dataFacts!,
     base: bases,
     baseObjective: corruption,
+    parallel: { jobs: nJobs, threads },
     report,
     seconds,
   };

@@ -3,7 +3,13 @@
 // Not a TTY: a plain line every 10 s and at each stage start. Quiet: nothing.
 import cliProgress from "cli-progress";
 
-export class RunProgress {
+/** What a stage of a run reports: RunProgress, or a worker process's messages to the parent's RunProgress. */
+export interface ProgressSink {
+  stage(name: string): void;
+  advance(units: number): void;
+}
+
+export class RunProgress implements ProgressSink {
   private bar?: cliProgress.SingleBar;
   private value = 0;
   private stageName = "";
@@ -62,7 +68,7 @@ export class RunProgress {
 }
 
 /** A callback that turns a stage's own step counter (0..steps) into units of the run's bar. */
-export function stepReporter(p: RunProgress, unitsPerStep: number): (step: number) => void {
+export function stepReporter(p: Pick<ProgressSink, "advance">, unitsPerStep: number): (step: number) => void {
   let last = 0;
   return (step: number) => {
     if (step > last) {

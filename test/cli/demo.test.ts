@@ -1,4 +1,5 @@
-// The README's main job, smoke-sized: `instill demo --quick --json` runs every row end to end from one shared base.
+// The README's main job, smoke-sized: `instill demo --quick --json` runs every row end to end from one shared base,
+// on two worker processes; a second run in this process gives the same predictions at the same thread count.
 import { describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
@@ -9,7 +10,8 @@ import { cliPath } from "../helpers/native.js";
 describe("instill demo --quick", () => {
   it("prints one JSON line with every row per split and seed, the paired differences, and writes the report", () => {
     const out = mkdtempSync(join(tmpdir(), "instill-demo-"));
-    const r = spawnSync(process.execPath, [cliPath, "demo", "--quick", "--json", "--out", out], { encoding: "utf8", timeout: 600_000 });
+    const env = { ...process.env, INSTILL_THREADS: "1" };
+    const r = spawnSync(process.execPath, [cliPath, "demo", "--quick", "--json", "--jobs", "2", "--out", out], { encoding: "utf8", timeout: 600_000, env });
     expect(r.status, r.stderr).toBe(0);
     const lines = r.stdout.trim().split("\n");
     expect(lines.length).toBe(1);
@@ -30,6 +32,7 @@ describe("instill demo --quick", () => {
         }
     expect(res.data.testBySplit).toMatchObject({ arguments: expect.any(Number), compositions: expect.any(Number), wordings: expect.any(Number) });
     // every row starts from the one base of the seed; TAGI reads fewer tokens per example than the definition row
+    expect(res.parallel).toEqual({ jobs: 2, threads: 1 });
     expect(res.base.length).toBe(1);
     expect(res.base[0].cached).toBe(false);
     const def = res.methods.find((m: { method: string; scope: string }) => m.method === "definition" && m.scope === "all");
@@ -51,12 +54,21 @@ describe("instill demo --quick", () => {
     expect(existsSync(join(out, "report.html"))).toBe(true);
     expect(existsSync(join(out, "methods.png"))).toBe(true);
     expect(JSON.parse(readFileSync(join(out, "demo.json"), "utf8")).seeds).toEqual(res.seeds);
-    // a second run reuses the cached base
-    const again = spawnSync(process.execPath, [cliPath, "demo", "--quick", "--json", "--methods", "no-instruction", "--out", out], { encoding: "utf8", timeout: 600_000 });
+    // a second run, all in this process, reuses the cached base and predicts exactly what the worker process did
+    const preds = join(out, "seed-42", "runs", "no-instruction", "eval", "predictions.jsonl");
+    const before = readFileSync(preds, "utf8");
+    const again = spawnSync(process.execPath, [cliPath, "demo", "--quick", "--json", "--methods", "no-instruction", "--jobs", "1", "--out", out], { encoding: "utf8", timeout: 600_000, env });
     expect(again.status, again.stderr).toBe(0);
+    expect(readFileSync(preds, "utf8")).toBe(before);
     expect(JSON.parse(again.stdout).base[0]).toMatchObject({ cached: true, hash: res.base[0].hash });
     expect(readdirSync(join(out, "base-cache")).length).toBe(1);
   }, 900_000);
+
+  it("refuses --jobs 0, naming the flag", () => {
+    const r = spawnSync(process.execPath, [cliPath, "demo", "--quick", "--jobs", "0", "--out", mkdtempSync(join(tmpdir(), "instill-demo-"))], { encoding: "utf8", timeout: 60_000 });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/--jobs: expected a positive integer, got 0/);
+  });
 
   it("refuses a reconstruction fraction outside [0, 1], naming the flag, before any work", () => {
     const out = mkdtempSync(join(tmpdir(), "instill-demo-"));
