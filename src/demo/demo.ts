@@ -91,8 +91,8 @@ export interface DemoBudget {
 
 export function demoBudget(quick: boolean): DemoBudget {
   return quick
-    ? { baseSteps: 100, steps: 120, batchSize: 32, lr: 3e-3, maxTrainInstances: 20, maxEvalInstances: 8, instaTargets: 1, instaK: 5, instaSteps: 40 }
-    : { baseSteps: 200, steps: 300, batchSize: 32, lr: 3e-3, maxTrainInstances: 30, maxEvalInstances: 10, instaTargets: 3, instaK: 5, instaSteps: 120 };
+    ? { baseSteps: 100, steps: 120, batchSize: 32, lr: 3e-3, maxTrainInstances: 20, maxEvalInstances: 20, instaTargets: 1, instaK: 5, instaSteps: 40 }
+    : { baseSteps: 200, steps: 300, batchSize: 32, lr: 3e-3, maxTrainInstances: 60, maxEvalInstances: 30, instaTargets: 3, instaK: 5, instaSteps: 120 };
 }
 
 export const BASELINE_ENCODINGS: Record<string, Partial<EncodingOptions>> = {
@@ -373,7 +373,7 @@ export function defaultDemoJobs(): number {
 function workerScript(): string {
   const here = fileURLToPath(new URL("./worker.js", import.meta.url));
   if (existsSync(here)) return here;
-  const built = join(packageRoot(), "dist", "demo", "worker.js");
+  const built = join(packageRoot(), "dist", "src", "demo", "worker.js");
   if (existsSync(built)) return built;
   throw new Error(`demo --jobs: the worker script ${built} is not built (npm run build:ts), or use --jobs 1`);
 }
