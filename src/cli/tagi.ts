@@ -203,7 +203,7 @@ async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGrou
         };
         await ckpt.save(res.steps, st as unknown as Record<string, unknown>, async (dir) => {
           await tagi.save(dir);
-          await tagi.saveState(join(dir, TAGI_STATE));
+          await tagi.saveTrainingState(join(dir, TAGI_STATE));
         });
       }
       // trainStage then holds every rank at a barrier until rank 0 has written the checkpoint.

@@ -277,7 +277,7 @@ export class Dio {
   /** A trainer over the checkpoint folder `modelDir`; initIds: the prompt variant's per-task initial ids. */
   static async create(modelDir: string, options: DioNativeOptions, initIds?: number[][]): Promise<Dio> {
     const native = new (loadAddon().DioNative)();
-    await native.create(modelDir, options, initIds).catch((e: unknown) => {
+    await native.init(modelDir, options, initIds).catch((e: unknown) => {
       native.dispose();
       throw e;
     });
@@ -397,7 +397,7 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
   try {
     if (latest) {
       await dio.native.loadPhi(join(latest.dir, "model", "dio_instructions.safetensors"));
-      await dio.native.loadState(join(latest.dir, "dio_state.safetensors"));
+      await dio.native.loadTrainingState(join(latest.dir, "dio_state.safetensors"));
       logger?.truncateAfter(saved!.step);
       logger?.log({ event: "resumed", step: saved!.step, checkpoint: latest.dir });
     }
@@ -417,7 +417,7 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
             if (c.metaEvery > 0 && (s + 1) % c.metaEvery === 0) item.meta = shard(metaSched.examples(Math.floor(s / c.metaEvery)), metaSelect);
             items.push(item);
           }
-          const r = await dio.native.steps(items);
+          const r = await dio.native.trainSteps(items);
           hypergradNorm = r.hypergradNorm;
           hypergradSeconds += r.hypergradSeconds.reduce((a, b) => a + b, 0);
           hvpCount += r.hvpCount;
@@ -449,7 +449,7 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
             const state: Omit<DioCheckpointState, "step"> = { trainLosses, metaLosses, hypergradSeconds, hvpCount, config: c };
             await ckpt.save(step, state as unknown as Record<string, unknown>, async (dir) => {
               await dio.native.save(join(dir, "model"));
-              await dio.native.saveState(join(dir, "dio_state.safetensors"));
+              await dio.native.saveTrainingState(join(dir, "dio_state.safetensors"));
             });
           },
         },

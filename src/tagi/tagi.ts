@@ -168,10 +168,10 @@ export interface StageOptions {
   /**
    * Checkpoints (optional; instill tagi pretrain|train): `save` is called on every rank after each multiple of
    * `every` steps, at the end and after Ctrl-C (SIGINT then stops the stage at the next call boundary); it writes
-   * (on rank 0) and the ranks then meet at a barrier. Use `saveState` inside it for the optimizer/scheduler/RNG state.
+   * (on rank 0) and the ranks then meet at a barrier. Use `saveTrainingState` inside it for the optimizer/scheduler/RNG state.
    */
   checkpoint?: { every: number; save: (res: StageResult) => Promise<void> };
-  /** Continue a checkpointed stage: the state file saveState wrote and the result up to that step. */
+  /** Continue a checkpointed stage: the state file saveTrainingState wrote and the result up to that step. */
   resume?: { statePath: string; result: Pick<StageResult, "steps" | "losses" | "ce" | "kl" | "mse"> };
   /** After each call: the result so far and the number of steps it had before the call. */
   onSteps?: (res: StageResult, before: number) => void;
@@ -252,7 +252,7 @@ export class Tagi {
     const order = new StageOrder(examples.length, o.batchSize, o.seed);
     const res: StageResult = { steps: 0, losses: [], ce: [], kl: [], mse: [], termGradNorms: [], seconds: 0 };
     if (o.resume) {
-      await this.native.loadState(o.resume.statePath);
+      await this.native.loadTrainingState(o.resume.statePath);
       const r = o.resume.result;
       Object.assign(res, { steps: r.steps, losses: [...r.losses], ce: [...r.ce], kl: [...r.kl], mse: [...r.mse] });
     }
@@ -340,8 +340,8 @@ export class Tagi {
   }
 
   /** Optimizer state + scheduler step + RNG states (checkpoints; after trainStage has set the optimizer). */
-  saveState(path: string): Promise<void> {
-    return this.native.saveState(path);
+  saveTrainingState(path: string): Promise<void> {
+    return this.native.saveTrainingState(path);
   }
 
   dispose(): void {

@@ -144,15 +144,15 @@ describe("TAGI native", () => {
     const other = await Tagi.load(modelDir, { hypernet: { rank: 2 }, seed: 3 });
     try {
       const path = join(tmp, "tagi_state.safetensors");
-      await expect(Promise.resolve().then(() => tagi.saveState(path))).rejects.toThrow(/setOptimizer/);
+      await expect(Promise.resolve().then(() => tagi.saveTrainingState(path))).rejects.toThrow(/setOptimizer/);
       tagi.native.setOptimizer({ name: "adamw", lr: 1e-3, totalSteps: 4 });
-      await tagi.saveState(path);
-      await expect(Promise.resolve().then(() => other.native.loadState(path))).rejects.toThrow(/setOptimizer/);
+      await tagi.saveTrainingState(path);
+      await expect(Promise.resolve().then(() => other.native.loadTrainingState(path))).rejects.toThrow(/setOptimizer/);
       other.native.setOptimizer({ name: "adafactor", lr: 1e-3, totalSteps: 4 });
-      await expect(other.native.loadState(path)).rejects.toThrow(/optimizer 'adamw'.*'adafactor'/);
+      await expect(other.native.loadTrainingState(path)).rejects.toThrow(/optimizer 'adamw'.*'adafactor'/);
       other.native.setOptimizer({ name: "adamw", lr: 1e-3, totalSteps: 4 });
-      await other.native.loadState(path);
-      await expect(other.native.loadState(join(tmp, "missing.safetensors"))).rejects.toThrow();
+      await other.native.loadTrainingState(path);
+      await expect(other.native.loadTrainingState(join(tmp, "missing.safetensors"))).rejects.toThrow();
     } finally {
       tagi.dispose();
       other.dispose();
