@@ -239,7 +239,7 @@ async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGrou
       await tagi.save(f.out);
       writeFileAtomic(
         join(f.out, "tagi.json"),
-        JSON.stringify({ stage, model: f.model, loss, teachers, info: tagi.native.info(), steps: r.steps, seconds: r.seconds, worldSize: world }, null, 2),
+        JSON.stringify({ stage, model: f.model, loss, teachers, info: tagi.info(), steps: r.steps, seconds: r.seconds, worldSize: world }, null, 2),
       );
       process.stdout.write(
         `${stage}: ${r.steps} steps in ${r.seconds.toFixed(1)} s${world > 1 ? ` on ${world} workers` : ""}, loss ${r.losses[0]?.toFixed(4)} -> ${r.losses[r.losses.length - 1]?.toFixed(4)}; wrote ${f.out}\n`,
@@ -312,7 +312,7 @@ export function registerTagi(program: Command): void {
       const t = await Tagi.load(base, { hypernetPath: join(f.tagi, "hypernet.safetensors") });
       try {
         const r = await t.writeAdapter(text.startsWith("Definition:") || f.task ? text : `Definition: ${text}`, tok, f.out, 256, base);
-        const info = t.native.info();
+        const info = t.info();
         process.stdout.write(`wrote ${f.out}: ${r.modules} LoRA modules, rank ${info.rank}, generated in ${(r.seconds * 1000).toFixed(2)} ms${info.fusion ? " (note: instruction fusion is not part of a PEFT adapter)" : ""}\n`);
       } finally {
         t.dispose();

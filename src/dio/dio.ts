@@ -13,7 +13,7 @@ import type { EncodingOptions, SniTask } from "../data/types.js";
 import { evaluateTasks, type EvalResult, type Predictor } from "../eval/evaluate.js";
 import { installTokenizer } from "../model/tokenizer.js";
 import { loadAddon } from "../native/binding.js";
-import type { DioBatchHost, DioNativeOptions, HostTensor, NativeDio } from "../native/types.js";
+import type { DioBatchHost, DioNativeOptions, DioStepsResult, HostTensor, NativeDio } from "../native/types.js";
 import { BatchSchedule, buildExamples, collate, padRows, tokenizeExamples, type TokenizedExample, type TokenizerLike } from "../train/batches.js";
 import { CheckpointManager } from "../train/checkpoint.js";
 import { resolveWith } from "../train/config.js";
@@ -272,16 +272,52 @@ export interface DioManifest {
 
 /** The DIO method's front: owns one native DioNative (a T5 model, its learnable instructions, both optimizers). */
 export class Dio {
-  private constructor(readonly native: NativeDio) {}
+  private constructor(private readonly native: NativeDio) {}
 
   /** A trainer over the checkpoint folder `modelDir`; initIds: the prompt variant's per-task initial ids. */
-  static async create(modelDir: string, options: DioNativeOptions, initIds?: number[][]): Promise<Dio> {
+  static async init(modelDir: string, options: DioNativeOptions, initIds?: number[][]): Promise<Dio> {
     const native = new (loadAddon().DioNative)();
     await native.init(modelDir, options, initIds).catch((e: unknown) => {
       native.dispose();
       throw e;
     });
     return new Dio(native);
+  }
+
+  /** Bilevel steps, one per item (an outer update where the item has a meta batch). */
+  trainSteps(items: { train: DioBatchHost; meta?: DioBatchHost }[]): Promise<DioStepsResult> {
+    return this.native.trainSteps(items);
+  }
+
+  /** Stops trainSteps at its next step. */
+  cancel(): void {
+    this.native.cancel();
+  }
+
+  generate(batch: DioBatchHost, options: { maxNewTokens: number; numBeams?: number }): Promise<number[][]> {
+    return this.native.generate(batch, options);
+  }
+
+  scoreOptions(batch: DioBatchHost, options: number[][][]): Promise<number[][]> {
+    return this.native.scoreOptions(batch, options);
+  }
+
+  /** The model (config.json + model.safetensors) and <dir>/dio_instructions.safetensors. */
+  save(dir: string): Promise<void> {
+    return this.native.save(dir);
+  }
+
+  /** The instructions a save() wrote (dio_instructions.safetensors). */
+  loadPhi(path: string): Promise<void> {
+    return this.native.loadPhi(path);
+  }
+
+  saveTrainingState(path: string): Promise<void> {
+    return this.native.saveTrainingState(path);
+  }
+
+  loadTrainingState(path: string): Promise<void> {
+    return this.native.loadTrainingState(path);
   }
 
   dispose(): void {
@@ -387,7 +423,7 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
   const saved = latest ? ckpt.readState<DioCheckpointState>(latest) : undefined;
   if (latest && saved) checkResumable(saved.config, c, latest.dir);
 
-  const dio = await Dio.create(latest ? join(latest.dir, "model") : c.model, { ...nativeOptions(c, numTasks, c.steps), ...(pg ? { processGroup: pg } : {}) }, initIds);
+  const dio = await Dio.init(latest ? join(latest.dir, "model") : c.model, { ...nativeOptions(c, numTasks, c.steps), ...(pg ? { processGroup: pg } : {}) }, initIds);
   const trainLosses: number[] = saved?.trainLosses ?? [];
   const metaLosses: number[] = saved?.metaLosses ?? [];
   let hypergradSeconds = saved?.hypergradSeconds ?? 0;
@@ -396,8 +432,8 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
   const progress = new Progress({ total: c.steps, label: opts.label ?? "dio", quiet: c.quiet || !writer });
   try {
     if (latest) {
-      await dio.native.loadPhi(join(latest.dir, "model", "dio_instructions.safetensors"));
-      await dio.native.loadTrainingState(join(latest.dir, "dio_state.safetensors"));
+      await dio.loadPhi(join(latest.dir, "model", "dio_instructions.safetensors"));
+      await dio.loadTrainingState(join(latest.dir, "dio_state.safetensors"));
       logger?.truncateAfter(saved!.step);
       logger?.log({ event: "resumed", step: saved!.step, checkpoint: latest.dir });
     }
@@ -409,7 +445,7 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
     let hypergradNorm: number[] = [];
     const run = await drive(
       {
-        cancel: () => dio.native.cancel(),
+        cancel: () => dio.cancel(),
         run: async (from, n) => {
           const items = [];
           for (let s = from; s < from + n; s++) {
@@ -417,7 +453,7 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
             if (c.metaEvery > 0 && (s + 1) % c.metaEvery === 0) item.meta = shard(metaSched.examples(Math.floor(s / c.metaEvery)), metaSelect);
             items.push(item);
           }
-          const r = await dio.native.trainSteps(items);
+          const r = await dio.trainSteps(items);
           hypergradNorm = r.hypergradNorm;
           hypergradSeconds += r.hypergradSeconds.reduce((a, b) => a + b, 0);
           hvpCount += r.hvpCount;
@@ -448,8 +484,8 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
             if (!writer) return;
             const state: Omit<DioCheckpointState, "step"> = { trainLosses, metaLosses, hypergradSeconds, hvpCount, config: c };
             await ckpt.save(step, state as unknown as Record<string, unknown>, async (dir) => {
-              await dio.native.save(join(dir, "model"));
-              await dio.native.saveTrainingState(join(dir, "dio_state.safetensors"));
+              await dio.save(join(dir, "model"));
+              await dio.saveTrainingState(join(dir, "dio_state.safetensors"));
             });
           },
         },
@@ -459,7 +495,7 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
     const interrupted = run.stopped;
     const modelDir = join(c.out, "model");
     if (writer) {
-      await dio.native.save(modelDir);
+      await dio.save(modelDir);
       installTokenizer(c.model, modelDir);
       const manifest: DioManifest = {
         format: "instill-dio",
@@ -515,7 +551,7 @@ export interface DioEvalOptions {
 export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerLike, o: DioEvalOptions): Promise<EvalResult & { variant: DioVariant; softTokens: boolean }> {
   const m = readDioManifest(dir);
   const demoCfg = m.demonstrations ?? { count: 0, tau: 1, maxLength: 64 };
-  const dio = await Dio.create(dir, {
+  const dio = await Dio.init(dir, {
     variant: m.variant,
     promptLength: m.promptLength,
     numTasks: Math.max(1, m.numTasks),
@@ -528,7 +564,7 @@ export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerL
     outer: { lr: 0 },
   });
   try {
-    await dio.native.loadPhi(join(dir, "dio_instructions.safetensors"));
+    await dio.loadPhi(join(dir, "dio_instructions.safetensors"));
     const instr = new Map(tasks.map((t) => [t.name, instructionIds(t, tok, m.maxInstructionLength, m.encoding.definitionIndex ?? 0)]));
     const taskIndex = new Map(m.tasks.map((t, i) => [t, i]));
     const soft = m.variant === "embedder" || (o.useTaskPrompts === true && tasks.every((t) => taskIndex.has(t.name)));
@@ -541,8 +577,8 @@ export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerL
     const select = { ...(m.variant === "embedder" ? { instr } : soft ? { taskIndex } : {}), ...demoSelect };
     // Generation and rank classification both run through the DIO model with the soft tokens.
     const predictor: Predictor = {
-      generate: (_b, g, exs) => dio.native.generate(dioBatch(exs, tok.padId, false, select), g),
-      scoreOptions: (_b, options, exs) => dio.native.scoreOptions(dioBatch(exs, tok.padId, false, select), options),
+      generate: (_b, g, exs) => dio.generate(dioBatch(exs, tok.padId, false, select), g),
+      scoreOptions: (_b, options, exs) => dio.scoreOptions(dioBatch(exs, tok.padId, false, select), options),
     };
     const ev = await evaluateTasks(predictor, tok, tasks, {
       encoding: m.encoding,

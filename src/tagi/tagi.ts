@@ -9,7 +9,7 @@ import { labelTokens, reseedRankDropout, shardShare, type ProcessGroup } from ".
 import type { EncodingOptions, SniTask } from "../data/types.js";
 import { evaluateTasks, type EvalResult, type Predictor } from "../eval/evaluate.js";
 import { loadAddon } from "../native/binding.js";
-import type { NativeTagi, TagiBatchHost, TagiLoadOptions, HostTensor } from "../native/types.js";
+import type { NativeTagi, TagiBatchHost, TagiInfo, TagiLoadOptions, TagiStepsResult, HostTensor } from "../native/types.js";
 import { padRows, type TokenizerLike } from "../train/batches.js";
 import { drive, shardBatch } from "../train/driver.js";
 import { Rng } from "../util/rng.js";
@@ -223,8 +223,9 @@ export class StageOrder {
   }
 }
 
+/** The TAGI method's front: owns one native TagiNative (base model, hypernetwork, teachers, optimizer). */
 export class Tagi {
-  private constructor(readonly native: NativeTagi) {}
+  private constructor(private readonly native: NativeTagi) {}
 
   static async load(modelDir: string, opts: TagiLoadOptions = {}): Promise<Tagi> {
     if (!existsSync(join(modelDir, "config.json"))) throw new Error(`${modelDir}: not a model folder (config.json missing)`);
@@ -332,16 +333,48 @@ export class Tagi {
   async writeAdapter(instruction: string, tok: TokenizerLike, dir: string, maxInstructionLength = 512, baseModel = "") {
     const ids = clip(tok.encode(instruction, { addEos: true }), maxInstructionLength, tok.eosId);
     mkdirSync(dir, { recursive: true });
+    return this.writeAdapterIds(ids, dir, baseModel);
+  }
+
+  /** Writes the PEFT adapter generated from instruction token ids (into an existing folder). */
+  writeAdapterIds(ids: number[], dir: string, baseModel = ""): Promise<{ modules: number; seconds: number }> {
     return this.native.writeAdapter({ data: Int32Array.from(ids), shape: [1, ids.length], dtype: "int32" }, dir, { baseModel });
+  }
+
+  info(): TagiInfo {
+    return this.native.info();
+  }
+
+  setOptimizer(options: Parameters<NativeTagi["setOptimizer"]>[0]): void {
+    this.native.setOptimizer(options);
+  }
+
+  /** One native call over prepared batches (trainStage is the loop; this is for tests and benchmarks). */
+  trainSteps(batches: TagiBatchHost[], options?: Parameters<NativeTagi["trainSteps"]>[1]): Promise<TagiStepsResult> {
+    return this.native.trainSteps(batches, options);
+  }
+
+  generate(batch: TagiBatchHost, options?: Parameters<NativeTagi["generate"]>[1]): Promise<number[][]> {
+    return this.native.generate(batch, options);
+  }
+
+  /** Summed log-likelihood of each option under the example's generated adapter. */
+  scoreOptions(batch: TagiBatchHost, options: number[][][]): Promise<number[][]> {
+    return this.native.scoreOptions(batch, options);
   }
 
   save(dir: string): Promise<void> {
     return this.native.save(dir);
   }
 
-  /** Optimizer state + scheduler step + RNG states (checkpoints; after trainStage has set the optimizer). */
+  /** Optimizer state + scheduler step + RNG states (after trainStage or setOptimizer has set the optimizer). */
   saveTrainingState(path: string): Promise<void> {
     return this.native.saveTrainingState(path);
+  }
+
+  /** Restores what saveTrainingState wrote; setOptimizer first (same optimizer, same trainable parameters). */
+  loadTrainingState(path: string): Promise<void> {
+    return this.native.loadTrainingState(path);
   }
 
   dispose(): void {
