@@ -418,9 +418,9 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
   const numTasks = inner.length;  // rows of the per-task prompts and of the demonstration logits
 
   const ckpt = new CheckpointManager(c.out, c.keepCheckpoints);
-  const latest = opts.resume ? ckpt.latest() : undefined;
-  if (opts.resume && !latest) throw new Error(`--resume: no checkpoint found in ${ckpt.root}`);
-  const saved = latest ? ckpt.readState<DioCheckpointState>(latest) : undefined;
+  const resumed = ckpt.resumePoint<DioCheckpointState>(opts.resume);
+  const latest = resumed?.latest;
+  const saved = resumed?.state;
   if (latest && saved) checkResumable(saved.config, c, latest.dir);
 
   const dio = await Dio.init(latest ? join(latest.dir, "model") : c.model, { ...nativeOptions(c, numTasks, c.steps), ...(pg ? { processGroup: pg } : {}) }, initIds);
