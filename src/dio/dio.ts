@@ -251,6 +251,8 @@ export interface DioTrainResult {
   hvpCount: number;
   /** Stopped by Ctrl-C or a hook before `steps` (the last checkpoint holds the state; --resume continues). */
   interrupted: boolean;
+  /** With DioTrainOptions.evaluate: the trained model's evaluation (as evaluateDio of modelDir gives it). */
+  eval?: DioEvalResult;
 }
 
 /** What `dio eval` needs to rebuild the trainer: written next to the model as dio.json. */
@@ -350,6 +352,8 @@ export interface DioTrainOptions {
   hooks?: TrainHooks;
   /** Data parallelism (instill launch): each rank takes its shard of every batch; rank 0 alone writes files. */
   processGroup?: ProcessGroup;
+  /** Evaluate the trained model on these tasks before it is freed (evaluateDio without loading modelDir again). */
+  evaluate?: { tasks: SniTask[]; options: DioEvalOptions };
 }
 
 /** What a DIO checkpoint's trainer_state.json holds besides the step. */
@@ -494,29 +498,30 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
     const step = run.steps;
     const interrupted = run.stopped;
     const modelDir = join(c.out, "model");
+    const manifest: DioManifest = {
+      format: "instill-dio",
+      variant: c.variant,
+      promptLength: c.promptLength,
+      numTasks,
+      tasks: inner.map((t) => t.name),
+      maxInstructionLength: c.maxInstructionLength,
+      encoding: c.encoding,
+      maxTargetLength: c.maxTargetLength,
+      hypergrad: c.hypergrad,
+      metaEvery: c.metaEvery,
+      instructionEncoding: c.instructionEncoding,
+      demonstrations: c.demonstrations,
+    };
     if (writer) {
       await dio.save(modelDir);
       installTokenizer(c.model, modelDir);
-      const manifest: DioManifest = {
-        format: "instill-dio",
-        variant: c.variant,
-        promptLength: c.promptLength,
-        numTasks,
-        tasks: inner.map((t) => t.name),
-        maxInstructionLength: c.maxInstructionLength,
-        encoding: c.encoding,
-        maxTargetLength: c.maxTargetLength,
-        hypergrad: c.hypergrad,
-        metaEvery: c.metaEvery,
-        instructionEncoding: c.instructionEncoding,
-        demonstrations: c.demonstrations,
-      };
       writeFileAtomic(join(modelDir, "dio.json"), JSON.stringify(manifest, null, 2) + "\n");
     }
     await pg?.barrier();
     const seconds = (Date.now() - t0) / 1000;
     logger?.log({ event: interrupted ? "interrupted" : "done", steps: step, seconds });
-    return { out: c.out, modelDir, steps: step, trainLosses, metaLosses, innerTasks: inner.map((t) => t.name), metaTasks: meta.map((t) => t.name), seconds, hypergradSeconds, hvpCount, interrupted };
+    const ev = opts.evaluate && (await evaluateTrained(dio, manifest, opts.evaluate.tasks, tok, opts.evaluate.options));
+    return { out: c.out, modelDir, steps: step, trainLosses, metaLosses, innerTasks: inner.map((t) => t.name), metaTasks: meta.map((t) => t.name), seconds, hypergradSeconds, hvpCount, interrupted, ...(ev ? { eval: ev } : {}) };
   } finally {
     progress.stop();
     dio.dispose();
@@ -548,9 +553,9 @@ export interface DioEvalOptions {
  * is scored through the DIO model with the same soft tokens (and demonstrations) as generation. With demonstration selection, seen training tasks read the
  * argmax of their learnt distribution over candidates and unseen tasks their first positive example.
  */
-export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerLike, o: DioEvalOptions): Promise<EvalResult & { variant: DioVariant; softTokens: boolean }> {
+export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerLike, o: DioEvalOptions): Promise<DioEvalResult> {
   const m = readDioManifest(dir);
-  const demoCfg = m.demonstrations ?? { count: 0, tau: 1, maxLength: 64 };
+  const demoCfg = demonstrationsOf(m);
   const dio = await Dio.init(dir, {
     variant: m.variant,
     promptLength: m.promptLength,
@@ -565,32 +570,43 @@ export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerL
   });
   try {
     await dio.loadPhi(join(dir, "dio_instructions.safetensors"));
-    const instr = new Map(tasks.map((t) => [t.name, instructionIds(t, tok, m.maxInstructionLength, m.encoding.definitionIndex ?? 0)]));
-    const taskIndex = new Map(m.tasks.map((t, i) => [t, i]));
-    const soft = m.variant === "embedder" || (o.useTaskPrompts === true && tasks.every((t) => taskIndex.has(t.name)));
-    // Demonstrations: a seen training task reads the argmax of its learnt distribution, any other task its first
-    // positive example (it has no logits).
-    const demoSelect =
-      demoCfg.count > 0
-        ? { demos: new Map(tasks.map((t) => [t.name, demonstrationIds(t, tok, demoCfg.count, demoCfg.maxLength)])), demoIndex: taskIndex }
-        : {};
-    const select = { ...(m.variant === "embedder" ? { instr } : soft ? { taskIndex } : {}), ...demoSelect };
-    // Generation and rank classification both run through the DIO model with the soft tokens.
-    const predictor: Predictor = {
-      generate: (_b, g, exs) => dio.generate(dioBatch(exs, tok.padId, false, select), g),
-      scoreOptions: (_b, options, exs) => dio.scoreOptions(dioBatch(exs, tok.padId, false, select), options),
-    };
-    const ev = await evaluateTasks(predictor, tok, tasks, {
-      encoding: m.encoding,
-      maxTargetLength: m.maxTargetLength,
-      batchSize: o.batchSize,
-      maxNewTokens: o.maxNewTokens,
-      numBeams: o.numBeams,
-      seed: o.seed,
-      quiet: o.quiet,
-    });
-    return { ...ev, variant: m.variant, softTokens: soft };
+    return await evaluateTrained(dio, m, tasks, tok, o);
   } finally {
     dio.dispose();
   }
+}
+
+export type DioEvalResult = EvalResult & { variant: DioVariant; softTokens: boolean };
+
+/** Folders written before demonstration selection existed have none. */
+const demonstrationsOf = (m: DioManifest) => m.demonstrations ?? { count: 0, tau: 1, maxLength: 64 };
+
+/** evaluateDio's evaluation with a DIO model already in memory (`m`: its manifest). */
+async function evaluateTrained(dio: Dio, m: DioManifest, tasks: SniTask[], tok: TokenizerLike, o: DioEvalOptions): Promise<DioEvalResult> {
+  const demoCfg = demonstrationsOf(m);
+  const instr = new Map(tasks.map((t) => [t.name, instructionIds(t, tok, m.maxInstructionLength, m.encoding.definitionIndex ?? 0)]));
+  const taskIndex = new Map(m.tasks.map((t, i) => [t, i]));
+  const soft = m.variant === "embedder" || (o.useTaskPrompts === true && tasks.every((t) => taskIndex.has(t.name)));
+  // Demonstrations: a seen training task reads the argmax of its learnt distribution, any other task its first
+  // positive example (it has no logits).
+  const demoSelect =
+    demoCfg.count > 0
+      ? { demos: new Map(tasks.map((t) => [t.name, demonstrationIds(t, tok, demoCfg.count, demoCfg.maxLength)])), demoIndex: taskIndex }
+      : {};
+  const select = { ...(m.variant === "embedder" ? { instr } : soft ? { taskIndex } : {}), ...demoSelect };
+  // Generation and rank classification both run through the DIO model with the soft tokens.
+  const predictor: Predictor = {
+    generate: (_b, g, exs) => dio.generate(dioBatch(exs, tok.padId, false, select), g),
+    scoreOptions: (_b, options, exs) => dio.scoreOptions(dioBatch(exs, tok.padId, false, select), options),
+  };
+  const ev = await evaluateTasks(predictor, tok, tasks, {
+    encoding: m.encoding,
+    maxTargetLength: m.maxTargetLength,
+    batchSize: o.batchSize,
+    maxNewTokens: o.maxNewTokens,
+    numBeams: o.numBeams,
+    seed: o.seed,
+    quiet: o.quiet,
+  });
+  return { ...ev, variant: m.variant, softTokens: soft };
 }
