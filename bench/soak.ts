@@ -91,7 +91,7 @@ export async function run(args: string[]): Promise<void> {
     await init.save(modelDir);
     init.dispose();
     const B = 4;
-    await dio.create(modelDir, {
+    await dio.init(modelDir, {
       variant: "prompt", promptLength: 4, numTasks: B, hypergrad: spec, metaEvery: 1, seed: 1,
       inner: { name: "adamw", lr: 1e-4, schedule: "constant", totalSteps: steps }, outer: { name: "adamw", lr: 1e-4, schedule: "constant", totalSteps: steps },
     });
@@ -103,7 +103,7 @@ export async function run(args: string[]): Promise<void> {
     const stepRss: number[] = [];
     let t0 = performance.now();
     for (let s = 0; s < steps; s += perCall) {
-      const r = await dio.steps(items.slice(0, Math.min(perCall, steps - s)));
+      const r = await dio.trainSteps(items.slice(0, Math.min(perCall, steps - s)));
       if (!r.metaLoss.every(Number.isFinite)) throw new Error("soak: a meta loss is not finite");
       stepRss.push(rss());
     }

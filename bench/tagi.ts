@@ -125,7 +125,7 @@ export async function run(args: string[]): Promise<void> {
     try {
       const instr = first[0].instr;
       const adapterDir = join(tmp, "adapter");
-      const writeAdapter = async () => (await tagi.native.writeAdapter({ data: Int32Array.from(instr), shape: [1, instr.length], dtype: "int32" }, adapterDir)).seconds;
+      const writeAdapter = async () => (await tagi.writeAdapterIds(instr, adapterDir)).seconds;
       await writeAdapter();
       await merged.loadAdapter(adapterDir);
       merged.mergeLora();
@@ -133,7 +133,7 @@ export async function run(args: string[]): Promise<void> {
       // (a)
       const one = makeBatch([first[0].src], [first[0].tgt], tok.padId);
       const [genMs, writeMs, fwdMs] = await interleaved(
-        [writeAdapter, async () => void (await tagi.native.writeAdapter({ data: Int32Array.from(instr), shape: [1, instr.length], dtype: "int32" }, adapterDir)), async () => void (await base.evalLoss([one]))],
+        [writeAdapter, async () => void (await tagi.writeAdapterIds(instr, adapterDir)), async () => void (await base.evalLoss([one]))],
         seconds,
       );
       log(`(a) adapter generation (instruction encoding + hypernetwork, native timer): ${genMs.toFixed(3)} ms\n`);
@@ -172,7 +172,7 @@ export async function run(args: string[]): Promise<void> {
       const lb = (await base.evalLoss([one]))[0];
       const lm = (await merged.evalLoss([one]))[0];
       const eight = first.slice(0, 8).map((e) => ({ ...e, teacher: -1, teacherSrc: undefined }));
-      const viaTagi = await tagi.native.generate(collateTagi(eight, tok.padId, false), { maxNewTokens: 8 });
+      const viaTagi = await tagi.generate(collateTagi(eight, tok.padId, false), { maxNewTokens: 8 });
       const viaMerged = await merged.generate(makeBatch(eight.map((e) => e.src), undefined, tok.padId), { maxNewTokens: 8 });
       const viaBase = await base.generate(makeBatch(eight.map((e) => e.src), undefined, tok.padId), { maxNewTokens: 8 });
       const agree = viaTagi.filter((r, i) => JSON.stringify(r) === JSON.stringify(viaMerged[i])).length;
@@ -192,10 +192,10 @@ export async function run(args: string[]): Promise<void> {
       let outLoop: number[][] = [];
       const [bMs, lMs] = await interleaved(
         [
-          async () => void (outBatched = await tagi.native.generate(batch, { maxNewTokens })),
+          async () => void (outBatched = await tagi.generate(batch, { maxNewTokens })),
           async () => {
             const o: number[][] = [];
-            for (const s of singles) o.push(...(await tagi.native.generate(s, { maxNewTokens })));
+            for (const s of singles) o.push(...(await tagi.generate(s, { maxNewTokens })));
             outLoop = o;
           },
         ],

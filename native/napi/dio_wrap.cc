@@ -1,8 +1,9 @@
 // DIO glue: the DioNative handle (src/dio/dio.ts's Dio class wraps it) owns one T5 model, its learnable
 // instructions and the two optimizers of native/core/dio/dio.h; plus dioBenchHypergrad() for bench/hypergrad.ts
 // (native/core/dio/bench.h). A Handle (napi/handle.h): heavy calls run on a worker thread, one call at a time.
-// create() takes options.processGroup (data parallelism: inner gradients and the hypergradient's products averaged
-// over the group); saveState / loadState carry both optimizers, the RNG states and the step counter (checkpoints).
+// init() takes options.processGroup (data parallelism: inner gradients and the hypergradient's products averaged
+// over the group); saveTrainingState / loadTrainingState carry both optimizers, the RNG states and the step counter
+// (checkpoints).
 #include <memory>
 #include <string>
 #include <utility>
@@ -135,17 +136,17 @@ class DioWrap : public Handle<DioWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineHandle(env, "DioNative",
-                        {InstanceMethod<&DioWrap::Create>("create"), InstanceMethod<&DioWrap::Steps>("steps"),
+                        {InstanceMethod<&DioWrap::Init>("init"), InstanceMethod<&DioWrap::TrainSteps>("trainSteps"),
                          InstanceMethod<&DioWrap::Generate>("generate"),
                          InstanceMethod<&DioWrap::ScoreOptions>("scoreOptions"),
                          InstanceMethod<&DioWrap::EvalLoss>("evalLoss"), InstanceMethod<&DioWrap::Save>("save"),
                          InstanceMethod<&DioWrap::LoadPhi>("loadPhi"), InstanceMethod<&DioWrap::Info>("info"),
-                         InstanceMethod<&DioWrap::SaveState>("saveState"),
-                         InstanceMethod<&DioWrap::LoadState>("loadState"),
+                         InstanceMethod<&DioWrap::SaveTrainingState>("saveTrainingState"),
+                         InstanceMethod<&DioWrap::LoadTrainingState>("loadTrainingState"),
                          InstanceMethod<&DioWrap::ReadPhi>("readPhi")},
                         /*cancellable=*/true);
   }
-  explicit DioWrap(const Napi::CallbackInfo& info) : Handle(info, "DioNative", "create() it first") {}
+  explicit DioWrap(const Napi::CallbackInfo& info) : Handle(info, "DioNative", "init() it first") {}
 
  private:
   bool HasState() const override { return trainer_ != nullptr; }
@@ -163,11 +164,11 @@ class DioWrap : public Handle<DioWrap> {
     return DioBatchFromJs(v, arg, model->config(), labels, model->device());
   }
 
-  // create(modelDir, options, initIds?: number[][]) -> Promise<void>
-  Napi::Value Create(const Napi::CallbackInfo& info) {
+  // init(modelDir, options, initIds?: number[][]) -> Promise<void>
+  Napi::Value Init(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      Check(Env(), "create", false);
-      if (trainer_) throw Napi::Error::New(Env(), "DioNative.create: already created");
+      Check(Env(), "init", false);
+      if (trainer_) throw Napi::Error::New(Env(), "DioNative.init: already initialized");
       std::string dir = RequireString(info[0], "modelDir");
       dio::DioOptions d = DioOptionsFromJs(info[1]);
       std::vector<std::vector<int64_t>> init;
@@ -176,7 +177,7 @@ class DioWrap : public Handle<DioWrap> {
         init = ArrayFromJs(info[2], "initIds", RequireIntArray, /*allow_empty=*/true);
       }
       auto out = std::make_shared<std::shared_ptr<dio::DioTrainer>>();
-      return Run(info, "create",
+      return Run(info, "init",
                  [out, dir, d, init](const Reporter&) { *out = dio::load_trainer(dir, d, init); },
                  [this, out](Napi::Env env) -> Napi::Value {
                    trainer_ = *out;
@@ -186,10 +187,10 @@ class DioWrap : public Handle<DioWrap> {
     });
   }
 
-  // steps([{train, meta?}], onProgress?) -> Promise<{trainLoss[], metaLoss[], hypergradNorm[], ...}>
-  Napi::Value Steps(const Napi::CallbackInfo& info) {
+  // trainSteps([{train, meta?}], onProgress?) -> Promise<{trainLoss[], metaLoss[], hypergradNorm[], ...}>
+  Napi::Value TrainSteps(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      Check(Env(), "steps");
+      Check(Env(), "trainSteps");
       auto items = std::make_shared<std::vector<Item>>(ArrayFromJs(info[0], "items", [&](const Napi::Value& v, const std::string& a) {
         auto o = RequireObject(v, a);
         Item it;
@@ -206,7 +207,7 @@ class DioWrap : public Handle<DioWrap> {
       if (info.Length() > 1 && info[1].IsFunction()) cb = info[1].As<Napi::Function>();
       auto t = trainer_;
       auto out = std::make_shared<std::vector<dio::DioStepStats>>();
-      return Run(info, "steps", [t, items, out](const Reporter& report) { *out = DioSteps(*t, *items, report); },
+      return Run(info, "trainSteps", [t, items, out](const Reporter& report) { *out = DioSteps(*t, *items, report); },
                  [out](Napi::Env env) -> Napi::Value { return StepsToJs(env, *out); }, true, cb);
     });
   }
@@ -275,12 +276,12 @@ class DioWrap : public Handle<DioWrap> {
   Napi::Value LoadPhi(const Napi::CallbackInfo& info) {
     return RunWithPath(info, "loadPhi", "path", [](dio::DioTrainer& t, const std::string& p) { t.load_phi(p); });
   }
-  // saveState(path) / loadState(path): both optimizers, the RNG states and the step counter (dio.h save_state).
-  Napi::Value SaveState(const Napi::CallbackInfo& info) {
-    return RunWithPath(info, "saveState", "path", [](dio::DioTrainer& t, const std::string& p) { t.save_state(p); });
+  // saveTrainingState(path) / loadTrainingState(path): both optimizers, the RNG states and the step counter (dio.h save_state).
+  Napi::Value SaveTrainingState(const Napi::CallbackInfo& info) {
+    return RunWithPath(info, "saveTrainingState", "path", [](dio::DioTrainer& t, const std::string& p) { t.save_state(p); });
   }
-  Napi::Value LoadState(const Napi::CallbackInfo& info) {
-    return RunWithPath(info, "loadState", "path", [](dio::DioTrainer& t, const std::string& p) { t.load_state(p); });
+  Napi::Value LoadTrainingState(const Napi::CallbackInfo& info) {
+    return RunWithPath(info, "loadTrainingState", "path", [](dio::DioTrainer& t, const std::string& p) { t.load_state(p); });
   }
 
   // readPhi() -> {name: HostTensor(float64)}: the instruction parameters (small; tests and inspection).

@@ -91,7 +91,7 @@ class SentenceEncoderWrap : public Handle<SentenceEncoderWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineHandle(env, "SentenceEncoder",
-                        {InstanceMethod<&SentenceEncoderWrap::Create>("create"),
+                        {InstanceMethod<&SentenceEncoderWrap::Init>("init"),
                          InstanceMethod<&SentenceEncoderWrap::Load>("load"),
                          InstanceMethod<&SentenceEncoderWrap::Config>("config"),
                          InstanceMethod<&SentenceEncoderWrap::Train>("train"),
@@ -100,14 +100,14 @@ class SentenceEncoderWrap : public Handle<SentenceEncoderWrap> {
                         /*cancellable=*/true);
   }
   explicit SentenceEncoderWrap(const Napi::CallbackInfo& info)
-      : Handle(info, "SentenceEncoder", "not created or loaded") {}
+      : Handle(info, "SentenceEncoder", "not initialized or loaded") {}
 
  private:
   bool HasState() const override { return box_ != nullptr; }
   void DropState() override { box_.reset(); }
   int64_t StateBytes() const override { return box_ ? ModuleBytes(box_->enc) : 0; }
 
-  // Runs `build` for create/load and installs the encoder it makes.
+  // Runs `build` for init/load and installs the encoder it makes.
   Napi::Value Install(const Napi::CallbackInfo& info, const char* what, std::function<void(EncoderBox&)> build) {
     auto box = std::make_shared<EncoderBox>();
     return Run(info, what, [=](const Reporter&) { build(*box); },
@@ -118,8 +118,8 @@ class SentenceEncoderWrap : public Handle<SentenceEncoderWrap> {
                false);
   }
 
-  // create(configJson: string, {seed?, init?: t5 checkpoint dir}): Promise<void>
-  Napi::Value Create(const Napi::CallbackInfo& info) {
+  // init(configJson: string, {seed?, init?: t5 checkpoint dir}): Promise<void>
+  Napi::Value Init(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
       std::string text = RequireString(info[0], "config");
       auto cfg = instill::select::SentenceEncoderConfig::from_json(text, "config");
@@ -129,7 +129,7 @@ class SentenceEncoderWrap : public Handle<SentenceEncoderWrap> {
       if (auto v = OptionalField(opts, "seed")) seed = RequireSeed(*v, "options.seed");
       if (auto v = OptionalField(opts, "init")) init = RequireString(*v, "options.init");
       if (cfg.kind == "t5" && init.empty()) throw instill::ArgumentError("options.init: a t5 sentence encoder needs a T5 checkpoint folder");
-      return Install(info, "create", [=](EncoderBox& b) { b.enc = instill::select::SentenceEncoder(cfg, seed, init); });
+      return Install(info, "init", [=](EncoderBox& b) { b.enc = instill::select::SentenceEncoder(cfg, seed, init); });
     });
   }
 

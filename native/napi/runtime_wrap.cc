@@ -4,6 +4,7 @@
 #include <mutex>
 #include <memory>
 
+#include "common/bench.h"
 #include "common/cpu.h"
 #include "common/memory.h"
 #include "common/runtime.h"

@@ -1,6 +1,7 @@
 // Exact top-k glue (native/core/select): a TopkIndex handle (napi/handle.h) that keeps the pool native side, a one-shot
-// topk(queries, pool, k) and readBandwidthBench. Searches run on a worker thread on a snapshot of the index's row
-// blocks (Access::Shared), so searches may overlap and add() during a search is safe; dispose() is refused meanwhile.
+// topk(queries, pool, k) and readBandwidthBench (common/bench.h). Searches run on a worker thread on a snapshot of the
+// index's row blocks (Access::Shared), so searches may overlap and add() during a search is safe; dispose() is refused
+// meanwhile.
 #include <napi.h>
 
 #include <ATen/ATen.h>
@@ -11,6 +12,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/bench.h"
 #include "common/errors.h"
 #include "napi/handle.h"
 #include "napi/marshal.h"

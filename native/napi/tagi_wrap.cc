@@ -165,8 +165,9 @@ class TagiWrap : public Handle<TagiWrap> {
                          InstanceMethod<&TagiWrap::Generate>("generate"),
                          InstanceMethod<&TagiWrap::ScoreOptions>("scoreOptions"),
                          InstanceMethod<&TagiWrap::WriteAdapter>("writeAdapter"),
-                         InstanceMethod<&TagiWrap::Save>("save"), InstanceMethod<&TagiWrap::SaveState>("saveState"),
-                         InstanceMethod<&TagiWrap::LoadState>("loadState")},
+                         InstanceMethod<&TagiWrap::Save>("save"),
+                         InstanceMethod<&TagiWrap::SaveTrainingState>("saveTrainingState"),
+                         InstanceMethod<&TagiWrap::LoadTrainingState>("loadTrainingState")},
                         /*cancellable=*/true);
   }
   explicit TagiWrap(const Napi::CallbackInfo& info) : Handle(info, "Tagi", "nothing loaded (load() first)") {}
@@ -380,11 +381,11 @@ class TagiWrap : public Handle<TagiWrap> {
     });
   }
 
-  // saveState(path) / loadState(path) -> Promise<void>: the optimizer state, the scheduler step and the RNG states
-  // (train::save_training_state / load_training_state, one safetensors file), for checkpoints. loadState needs
+  // saveTrainingState(path) / loadTrainingState(path) -> Promise<void>: the optimizer state, the scheduler step and the RNG states
+  // (train::save_training_state / load_training_state, one safetensors file), for checkpoints. loadTrainingState needs
   // setOptimizer() first, with the same optimizer over the same parameters (hypernetwork, + base with trainBase).
-  Napi::Value SaveState(const Napi::CallbackInfo& info) { return State(info, "saveState", true); }
-  Napi::Value LoadState(const Napi::CallbackInfo& info) { return State(info, "loadState", false); }
+  Napi::Value SaveTrainingState(const Napi::CallbackInfo& info) { return State(info, "saveTrainingState", true); }
+  Napi::Value LoadTrainingState(const Napi::CallbackInfo& info) { return State(info, "loadTrainingState", false); }
   Napi::Value State(const Napi::CallbackInfo& info, const char* what, bool save) {
     return Guard(info, [&]() -> Napi::Value {
       Check(Env(), what);

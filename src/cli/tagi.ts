@@ -10,10 +10,10 @@ import { writeEvalFiles } from "../eval/evaluate.js";
 import { loadTokenizer } from "../model/tokenizer.js";
 import { parseLoraSpec, resolveConfig } from "../train/config.js";
 import { JsonlLogger } from "../train/logger.js";
-import { CheckpointManager, type CheckpointInfo } from "../train/checkpoint.js";
+import { CheckpointManager } from "../train/checkpoint.js";
 import { train } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/fs.js";
-import { DEFAULT_LOSS, pretrainExamples, Tagi, tagiExamples, taskInstruction, type StageResult, type TagiDataOptions } from "../tagi/tagi.js";
+import { DEFAULT_LOSS, pretrainExamples, Tagi, tagiExamples, tagiResumePoint, taskInstruction, type StageResult, type TagiCheckpointState, type TagiDataOptions } from "../tagi/tagi.js";
 import type { TagiHypernetOptions } from "../native/types.js";
 
 
@@ -42,24 +42,6 @@ interface Flags {
   resume?: boolean;
   quiet?: boolean;
 }
-
-/** trainer_state.json of a TAGI checkpoint (besides hypernet.safetensors, model/ with --train-base, tagi_state.safetensors). */
-interface TagiCheckpointState {
-  step: number;
-  stage: "pretrain" | "train";
-  losses: number[];
-  ce: (number | null)[];
-  kl: (number | null)[];
-  mse: (number | null)[];
-  /** Examples drawn so far (step * batch size): the order is a function of (seed, step), see StageOrder. */
-  dataPosition: number;
-  total: number;
-  batchSize: number;
-  seed: number;
-  worldSize: number;
-}
-
-const TAGI_STATE = "tagi_state.safetensors";
 
 const DATA: TagiDataOptions = { maxSourceLength: 512, maxTargetLength: 64, maxInstructionLength: 256 };
 
@@ -149,21 +131,8 @@ async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGrou
   if (f.checkpointEvery < 1) throw new RangeError(`--checkpoint-every: must be >= 1, got ${f.checkpointEvery}`);
   if (f.keepCheckpoints < 1) throw new RangeError(`--keep-checkpoints: must be >= 1, got ${f.keepCheckpoints}`);
   const ckpt = new CheckpointManager(f.out, f.keepCheckpoints);
-  let latest: CheckpointInfo | undefined;
-  let state: TagiCheckpointState | undefined;
-  if (f.resume) {
-    latest = ckpt.latest();
-    if (!latest) throw new Error(`--resume: no checkpoint found in ${ckpt.root}`);
-    state = ckpt.readState<TagiCheckpointState>(latest);
-    const differs = (what: string, was: unknown, now: unknown) => {
-      if (was !== now) throw new Error(`--resume: ${latest!.dir} is from a run with ${what} ${String(was)}, not ${String(now)}`);
-    };
-    differs("stage", state.stage, stage);
-    differs("--batch-size", state.batchSize, f.batchSize);
-    differs("--seed", state.seed, f.seed);
-    if (f.trainBase !== existsSync(join(latest.dir, "model", "config.json")))
-      throw new Error(`--resume: ${latest.dir} was written ${f.trainBase ? "without" : "with"} --train-base`);
-  }
+  const resume = tagiResumePoint(ckpt, f.resume, { stage, batchSize: f.batchSize, seed: f.seed, trainBase: f.trainBase });
+  const latest = resume?.latest;
   // The same seed on every rank: the same hypernetwork init (and the same batches below). A resumed run takes the
   // hypernetwork (and the trained base) from the checkpoint; the teachers keep the original base.
   const tagi = await Tagi.load(latest && f.trainBase ? join(latest.dir, "model") : f.model, {
@@ -182,10 +151,10 @@ async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGrou
     const loss = stage === "pretrain" ? { ...DEFAULT_LOSS, ce: 1, kl: 0, mse: 0 } : { ...DEFAULT_LOSS, kl: f.kl && useTeachers ? DEFAULT_LOSS.kl : 0, mse: f.mse && useTeachers ? DEFAULT_LOSS.mse : 0, ce: useTeachers && f.kl ? DEFAULT_LOSS.ce : 1 };
     const ws = world > 1 ? { world_size: world } : {};
     const log = writer ? new JsonlLogger(join(f.out, "metrics.jsonl")) : undefined;
-    if (latest && state) {
-      log?.truncateAfter(state.step);
-      log?.log({ event: "resumed", step: state.step, checkpoint: latest.dir, ...ws });
-      if (writer && !f.quiet) process.stderr.write(`${stage}: resuming from ${latest.dir} (step ${state.step})\n`);
+    if (resume) {
+      log?.truncateAfter(resume.state.step);
+      log?.log({ event: "resumed", step: resume.state.step, checkpoint: resume.latest.dir, ...ws });
+      if (writer && !f.quiet) process.stderr.write(`${stage}: resuming from ${resume.latest.dir} (step ${resume.state.step})\n`);
     }
     const save = async (res: StageResult) => {
       if (writer) {
@@ -201,10 +170,7 @@ async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGrou
           seed: f.seed,
           worldSize: world,
         };
-        await ckpt.save(res.steps, st as unknown as Record<string, unknown>, async (dir) => {
-          await tagi.save(dir);
-          await tagi.saveState(join(dir, TAGI_STATE));
-        });
+        await ckpt.save(res.steps, st as unknown as Record<string, unknown>, (dir) => tagi.saveCheckpoint(dir));
       }
       // trainStage then holds every rank at a barrier until rank 0 has written the checkpoint.
     };
@@ -217,7 +183,7 @@ async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGrou
       loss,
       processGroup: pg,
       checkpoint: { every: f.checkpointEvery, save },
-      resume: latest && state ? { statePath: join(latest.dir, TAGI_STATE), result: { ...state, steps: state.step } } : undefined,
+      resume,
       onSteps: (res, before) => {
         // The first step of each call also carries the hypernetwork's gradient norm per loss term (before that step).
         const g = res.termGradNorms.at(-1);
@@ -239,7 +205,7 @@ async function runStageOn(f: Flags, stage: "pretrain" | "train", pg: ProcessGrou
       await tagi.save(f.out);
       writeFileAtomic(
         join(f.out, "tagi.json"),
-        JSON.stringify({ stage, model: f.model, loss, teachers, info: tagi.native.info(), steps: r.steps, seconds: r.seconds, worldSize: world }, null, 2),
+        JSON.stringify({ stage, model: f.model, loss, teachers, info: tagi.info(), steps: r.steps, seconds: r.seconds, worldSize: world }, null, 2),
       );
       process.stdout.write(
         `${stage}: ${r.steps} steps in ${r.seconds.toFixed(1)} s${world > 1 ? ` on ${world} workers` : ""}, loss ${r.losses[0]?.toFixed(4)} -> ${r.losses[r.losses.length - 1]?.toFixed(4)}; wrote ${f.out}\n`,
@@ -312,7 +278,7 @@ export function registerTagi(program: Command): void {
       const t = await Tagi.load(base, { hypernetPath: join(f.tagi, "hypernet.safetensors") });
       try {
         const r = await t.writeAdapter(text.startsWith("Definition:") || f.task ? text : `Definition: ${text}`, tok, f.out, 256, base);
-        const info = t.native.info();
+        const info = t.info();
         process.stdout.write(`wrote ${f.out}: ${r.modules} LoRA modules, rank ${info.rank}, generated in ${(r.seconds * 1000).toFixed(2)} ms${info.fusion ? " (note: instruction fusion is not part of a PEFT adapter)" : ""}\n`);
       } finally {
         t.dispose();

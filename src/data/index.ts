@@ -33,7 +33,7 @@ export {
   SUITE_LETTERS,
 } from "./suite.js";
 export type { Suite, SuiteTask, Primitive, SynthesizeOptions, WrittenSuite } from "./suite.js";
-export { makeRng, shuffleInPlace } from "./random.js";
+export { makeRng, shuffleInPlace } from "../util/rng.js";
 export {
   synthesizeSuiteV2,
   writeSuiteV2,

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
 import type { SniExample, SniInstance, SniTask } from "./types.js";
 import { DataError, describeJson, joinPath } from "./errors.js";
-import { makeRng, shuffleInPlace } from "./random.js";
+import { makeRng, shuffleInPlace } from "../util/rng.js";
 
 export type OnBadTask = "skip" | "fail";
 

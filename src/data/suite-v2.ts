@@ -11,7 +11,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { SniTask } from "./types.js";
-import { makeRng, pick, randInt, shuffleInPlace, type Rng } from "./random.js";
+import { makeRng, pick, randInt, shuffleInPlace, type RandomFn } from "../util/rng.js";
 import { addTaskTexts, sniJsonOf, suiteTokenizerJson, syntheticTaskMeta, syntheticTaskTexts, whitespacePreTokenize, SPECIAL_TOKENS, TEMPLATE_TEXT } from "./suite.js";
 
 /** 36 words, three per starting letter (12 letters), so "the words that start with the letter c" has answers. */
@@ -52,7 +52,7 @@ export interface Family {
   /** The answer, or null when this input is not a valid instance (e.g. an empty answer). */
   apply: (items: string[], args: Args) => string[] | null;
   /** Produces a list that contains what the family needs (the argument word, enough numbers, ...). */
-  fit: (rng: Rng, items: string[], args: Args) => string[];
+  fit: (rng: RandomFn, items: string[], args: Args) => string[];
 }
 
 const isNum = (s: string) => /^\d+$/.test(s);
@@ -62,7 +62,7 @@ const trainWords = (id: string) => V2_WORDS.filter((w) => !(V2_HELD_OUT[id] ?? [
 const heldPairs = (id: string): Args[] => [V2_HELD_OUT[id].slice(0, 2), V2_HELD_OUT[id].slice(2, 4)];
 
 /** Puts `w` at a random position (replacing an item) unless it is already there. */
-function ensureWord(rng: Rng, items: string[], w: string): string[] {
+function ensureWord(rng: RandomFn, items: string[], w: string): string[] {
   if (items.includes(w)) return items;
   const out = [...items];
   out[randInt(rng, 0, out.length - 1)] = w;
@@ -70,7 +70,7 @@ function ensureWord(rng: Rng, items: string[], w: string): string[] {
 }
 
 /** The list with `w` exactly once, at a random position in [lo, hi]. */
-function placeOnce(rng: Rng, items: string[], w: string, lo: number, hi: number): string[] {
+function placeOnce(rng: RandomFn, items: string[], w: string, lo: number, hi: number): string[] {
   const out = items.map((x) => (x === w ? pick(rng, V2_WORDS.filter((t) => t !== w)) : x));
   out[randInt(rng, lo, Math.max(lo, hi))] = w;
   return out;
@@ -82,7 +82,7 @@ function ensureAt(items: string[], i: number, v: string): string[] {
   return out;
 }
 
-function structureRng(tag: string): Rng {
+function structureRng(tag: string): RandomFn {
   return makeRng(`instill-suite-v2:${tag}`);
 }
 
@@ -283,13 +283,13 @@ export function runV2Steps(steps: Step[], input: string[]): string[][] | null {
 }
 
 /** The shared input distribution: 4-5 items, each a word (75%) or a number 0..20 (25%). */
-export function sharedInput(rng: Rng): string[] {
+export function sharedInput(rng: RandomFn): string[] {
   const n = randInt(rng, 4, 5);
   return Array.from({ length: n }, () => (rng() < 0.75 ? pick(rng, V2_WORDS) : String(randInt(rng, 0, V2_MAX_INPUT_NUMBER))));
 }
 
 /** An input for the steps: a shared-distribution draw fitted to every step's needs; null after `tries` failures. */
-function drawValid(rng: Rng, steps: Step[], tries = 2000): string[][] | null {
+function drawValid(rng: RandomFn, steps: Step[], tries = 2000): string[][] | null {
   for (let t = 0; t < tries; t++) {
     let x = sharedInput(rng);
     for (const s of [...steps].reverse()) x = family(s.family).fit(rng, x, s.args);
@@ -414,7 +414,7 @@ function explain(vals: string[][]): string {
 }
 
 /** Wrong answers for negative examples: the input unchanged, only the first step, or another argument's answer. */
-function wrongAnswers(steps: Step[], vals: string[][], rng: Rng): { output: string; why: string }[] {
+function wrongAnswers(steps: Step[], vals: string[][], rng: RandomFn): { output: string; why: string }[] {
   const right = vals[vals.length - 1].join(" ");
   const cands: { output: string; why: string }[] = [];
   if (steps.length === 2) cands.push({ output: vals[1].join(" "), why: "it stops after the first step" });

@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { SniExample, SniInstance, SniTask } from "./types.js";
-import { makeRng, pick, randInt, shuffleInPlace, type Rng } from "./random.js";
+import { makeRng, pick, randInt, shuffleInPlace, type RandomFn } from "../util/rng.js";
 
 export type Kind = "words" | "letters" | "numbers" | "answer";
 
@@ -193,7 +193,7 @@ export function runSteps(steps: string[], input: string[]): string[][] {
 const CONSONANTS = SUITE_LETTERS.filter((c) => !VOWELS.has(c));
 
 /** A random input of a kind. Letters mix vowels in (about a third); `palindromes` makes 40% of them palindromes. */
-function genInput(rng: Rng, kind: Primitive["input"], palindromes = false): string[] {
+function genInput(rng: RandomFn, kind: Primitive["input"], palindromes = false): string[] {
   if (kind === "words") {
     const n = randInt(rng, 3, 5);
     return shuffleInPlace(rng, [...SUITE_WORDS]).slice(0, n);
@@ -279,7 +279,7 @@ function taskName(i: number, spec: TaskSpec): string {
   return `task${num}_${body}${spec.kind === "paraphrase" ? "_reworded" : ""}`;
 }
 
-function definitionsFor(spec: TaskSpec, rng: Rng): string[] {
+function definitionsFor(spec: TaskSpec, rng: RandomFn): string[] {
   const first = primitive(spec.steps[0]);
   const descs = INPUT_DESC[first.input];
   const phraseIdx = (p: Primitive, k: number) => (spec.kind === "paraphrase" ? SEEN_PHRASES + (k % (p.phrases.length - SEEN_PHRASES)) : k % SEEN_PHRASES);
@@ -313,7 +313,7 @@ function explain(spec: TaskSpec, vals: string[][]): string {
 }
 
 /** Wrong answers for negative examples: the input unchanged, only one step, or a different operation. */
-function wrongAnswers(spec: TaskSpec, vals: string[][], rng: Rng): { output: string; why: string }[] {
+function wrongAnswers(spec: TaskSpec, vals: string[][], rng: RandomFn): { output: string; why: string }[] {
   const right = vals[vals.length - 1].join(" ");
   const cands: { output: string; why: string }[] = [];
   const first = primitive(spec.steps[0]);
@@ -330,7 +330,7 @@ function wrongAnswers(spec: TaskSpec, vals: string[][], rng: Rng): { output: str
   return cands.filter((c) => c.output.length > 0 && !seen.has(c.output) && (seen.add(c.output), true));
 }
 
-function sampleValid(rng: Rng, spec: TaskSpec, want?: string): string[][] {
+function sampleValid(rng: RandomFn, spec: TaskSpec, want?: string): string[][] {
   const first = primitive(spec.steps[0]);
   for (let tries = 0; tries < 1000; tries++) {
     const vals = runSteps(spec.steps, genInput(rng, first.input, spec.steps.includes("is_palindrome")));

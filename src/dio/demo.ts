@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { writeEvalFiles } from "../eval/evaluate.js";
 import type { RowContext } from "../eval/row.js";
 import { loadTokenizer } from "../model/tokenizer.js";
-import { defaultDioConfig, evaluateDio, trainDio, type DioConfig } from "./dio.js";
+import { defaultDioConfig, trainDio, type DioConfig } from "./dio.js";
 
 export interface DioDemoOptions {
   /** No outer updates: the same training with fixed instructions (row "dio-fixed"). */
@@ -54,8 +54,13 @@ export async function dioDemoRow(ctx: RowContext, o: DioDemoOptions = {}) {
   const cfg = dioDemoConfig(ctx, o);
   const tok = loadTokenizer(ctx.modelDir);
   const method = o.fixed ? "dio-fixed" : "dio";
-  const tr = await trainDio(cfg, ctx.train, tok, { label: method, hooks: { afterCall: (step) => void o.onStep?.(step) } });
-  const ev = await evaluateDio(tr.modelDir, ctx.test, tok, { ...ctx.evalOptions, seed: ctx.seed, quiet: true });
+  // The trained model is evaluated in memory (as evaluateDio would after loading tr.modelDir).
+  const tr = await trainDio(cfg, ctx.train, tok, {
+    label: method,
+    hooks: { afterCall: (step) => void o.onStep?.(step) },
+    evaluate: { tasks: ctx.test, options: { ...ctx.evalOptions, seed: ctx.seed, quiet: true } },
+  });
+  const ev = tr.eval!;
   writeEvalFiles(join(cfg.out, "eval"), ev);
   return {
     method,

@@ -13,7 +13,7 @@ import type { EncodingOptions, SniTask } from "../data/types.js";
 import { evaluateTasks, type EvalResult, type Predictor } from "../eval/evaluate.js";
 import { installTokenizer } from "../model/tokenizer.js";
 import { loadAddon } from "../native/binding.js";
-import type { DioBatchHost, DioNativeOptions, HostTensor, NativeDio } from "../native/types.js";
+import type { DioBatchHost, DioNativeOptions, DioStepsResult, HostTensor, NativeDio } from "../native/types.js";
 import { BatchSchedule, buildExamples, collate, padRows, tokenizeExamples, type TokenizedExample, type TokenizerLike } from "../train/batches.js";
 import { CheckpointManager } from "../train/checkpoint.js";
 import { resolveWith } from "../train/config.js";
@@ -251,6 +251,8 @@ export interface DioTrainResult {
   hvpCount: number;
   /** Stopped by Ctrl-C or a hook before `steps` (the last checkpoint holds the state; --resume continues). */
   interrupted: boolean;
+  /** With DioTrainOptions.evaluate: the trained model's evaluation (as evaluateDio of modelDir gives it). */
+  eval?: DioEvalResult;
 }
 
 /** What `dio eval` needs to rebuild the trainer: written next to the model as dio.json. */
@@ -272,16 +274,52 @@ export interface DioManifest {
 
 /** The DIO method's front: owns one native DioNative (a T5 model, its learnable instructions, both optimizers). */
 export class Dio {
-  private constructor(readonly native: NativeDio) {}
+  private constructor(private readonly native: NativeDio) {}
 
   /** A trainer over the checkpoint folder `modelDir`; initIds: the prompt variant's per-task initial ids. */
-  static async create(modelDir: string, options: DioNativeOptions, initIds?: number[][]): Promise<Dio> {
+  static async init(modelDir: string, options: DioNativeOptions, initIds?: number[][]): Promise<Dio> {
     const native = new (loadAddon().DioNative)();
-    await native.create(modelDir, options, initIds).catch((e: unknown) => {
+    await native.init(modelDir, options, initIds).catch((e: unknown) => {
       native.dispose();
       throw e;
     });
     return new Dio(native);
+  }
+
+  /** Bilevel steps, one per item (an outer update where the item has a meta batch). */
+  trainSteps(items: { train: DioBatchHost; meta?: DioBatchHost }[]): Promise<DioStepsResult> {
+    return this.native.trainSteps(items);
+  }
+
+  /** Stops trainSteps at its next step. */
+  cancel(): void {
+    this.native.cancel();
+  }
+
+  generate(batch: DioBatchHost, options: { maxNewTokens: number; numBeams?: number }): Promise<number[][]> {
+    return this.native.generate(batch, options);
+  }
+
+  scoreOptions(batch: DioBatchHost, options: number[][][]): Promise<number[][]> {
+    return this.native.scoreOptions(batch, options);
+  }
+
+  /** The model (config.json + model.safetensors) and <dir>/dio_instructions.safetensors. */
+  save(dir: string): Promise<void> {
+    return this.native.save(dir);
+  }
+
+  /** The instructions a save() wrote (dio_instructions.safetensors). */
+  loadPhi(path: string): Promise<void> {
+    return this.native.loadPhi(path);
+  }
+
+  saveTrainingState(path: string): Promise<void> {
+    return this.native.saveTrainingState(path);
+  }
+
+  loadTrainingState(path: string): Promise<void> {
+    return this.native.loadTrainingState(path);
   }
 
   dispose(): void {
@@ -314,6 +352,8 @@ export interface DioTrainOptions {
   hooks?: TrainHooks;
   /** Data parallelism (instill launch): each rank takes its shard of every batch; rank 0 alone writes files. */
   processGroup?: ProcessGroup;
+  /** Evaluate the trained model on these tasks before it is freed (evaluateDio without loading modelDir again). */
+  evaluate?: { tasks: SniTask[]; options: DioEvalOptions };
 }
 
 /** What a DIO checkpoint's trainer_state.json holds besides the step. */
@@ -382,12 +422,12 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
   const numTasks = inner.length;  // rows of the per-task prompts and of the demonstration logits
 
   const ckpt = new CheckpointManager(c.out, c.keepCheckpoints);
-  const latest = opts.resume ? ckpt.latest() : undefined;
-  if (opts.resume && !latest) throw new Error(`--resume: no checkpoint found in ${ckpt.root}`);
-  const saved = latest ? ckpt.readState<DioCheckpointState>(latest) : undefined;
+  const resumed = ckpt.resumePoint<DioCheckpointState>(opts.resume);
+  const latest = resumed?.latest;
+  const saved = resumed?.state;
   if (latest && saved) checkResumable(saved.config, c, latest.dir);
 
-  const dio = await Dio.create(latest ? join(latest.dir, "model") : c.model, { ...nativeOptions(c, numTasks, c.steps), ...(pg ? { processGroup: pg } : {}) }, initIds);
+  const dio = await Dio.init(latest ? join(latest.dir, "model") : c.model, { ...nativeOptions(c, numTasks, c.steps), ...(pg ? { processGroup: pg } : {}) }, initIds);
   const trainLosses: number[] = saved?.trainLosses ?? [];
   const metaLosses: number[] = saved?.metaLosses ?? [];
   let hypergradSeconds = saved?.hypergradSeconds ?? 0;
@@ -396,8 +436,8 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
   const progress = new Progress({ total: c.steps, label: opts.label ?? "dio", quiet: c.quiet || !writer });
   try {
     if (latest) {
-      await dio.native.loadPhi(join(latest.dir, "model", "dio_instructions.safetensors"));
-      await dio.native.loadState(join(latest.dir, "dio_state.safetensors"));
+      await dio.loadPhi(join(latest.dir, "model", "dio_instructions.safetensors"));
+      await dio.loadTrainingState(join(latest.dir, "dio_state.safetensors"));
       logger?.truncateAfter(saved!.step);
       logger?.log({ event: "resumed", step: saved!.step, checkpoint: latest.dir });
     }
@@ -409,7 +449,7 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
     let hypergradNorm: number[] = [];
     const run = await drive(
       {
-        cancel: () => dio.native.cancel(),
+        cancel: () => dio.cancel(),
         run: async (from, n) => {
           const items = [];
           for (let s = from; s < from + n; s++) {
@@ -417,7 +457,7 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
             if (c.metaEvery > 0 && (s + 1) % c.metaEvery === 0) item.meta = shard(metaSched.examples(Math.floor(s / c.metaEvery)), metaSelect);
             items.push(item);
           }
-          const r = await dio.native.steps(items);
+          const r = await dio.trainSteps(items);
           hypergradNorm = r.hypergradNorm;
           hypergradSeconds += r.hypergradSeconds.reduce((a, b) => a + b, 0);
           hvpCount += r.hvpCount;
@@ -448,8 +488,8 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
             if (!writer) return;
             const state: Omit<DioCheckpointState, "step"> = { trainLosses, metaLosses, hypergradSeconds, hvpCount, config: c };
             await ckpt.save(step, state as unknown as Record<string, unknown>, async (dir) => {
-              await dio.native.save(join(dir, "model"));
-              await dio.native.saveState(join(dir, "dio_state.safetensors"));
+              await dio.save(join(dir, "model"));
+              await dio.saveTrainingState(join(dir, "dio_state.safetensors"));
             });
           },
         },
@@ -458,29 +498,30 @@ export async function trainDio(c: DioConfig, tasks: SniTask[], tok: TokenizerLik
     const step = run.steps;
     const interrupted = run.stopped;
     const modelDir = join(c.out, "model");
+    const manifest: DioManifest = {
+      format: "instill-dio",
+      variant: c.variant,
+      promptLength: c.promptLength,
+      numTasks,
+      tasks: inner.map((t) => t.name),
+      maxInstructionLength: c.maxInstructionLength,
+      encoding: c.encoding,
+      maxTargetLength: c.maxTargetLength,
+      hypergrad: c.hypergrad,
+      metaEvery: c.metaEvery,
+      instructionEncoding: c.instructionEncoding,
+      demonstrations: c.demonstrations,
+    };
     if (writer) {
-      await dio.native.save(modelDir);
+      await dio.save(modelDir);
       installTokenizer(c.model, modelDir);
-      const manifest: DioManifest = {
-        format: "instill-dio",
-        variant: c.variant,
-        promptLength: c.promptLength,
-        numTasks,
-        tasks: inner.map((t) => t.name),
-        maxInstructionLength: c.maxInstructionLength,
-        encoding: c.encoding,
-        maxTargetLength: c.maxTargetLength,
-        hypergrad: c.hypergrad,
-        metaEvery: c.metaEvery,
-        instructionEncoding: c.instructionEncoding,
-        demonstrations: c.demonstrations,
-      };
       writeFileAtomic(join(modelDir, "dio.json"), JSON.stringify(manifest, null, 2) + "\n");
     }
     await pg?.barrier();
     const seconds = (Date.now() - t0) / 1000;
     logger?.log({ event: interrupted ? "interrupted" : "done", steps: step, seconds });
-    return { out: c.out, modelDir, steps: step, trainLosses, metaLosses, innerTasks: inner.map((t) => t.name), metaTasks: meta.map((t) => t.name), seconds, hypergradSeconds, hvpCount, interrupted };
+    const ev = opts.evaluate && (await evaluateTrained(dio, manifest, opts.evaluate.tasks, tok, opts.evaluate.options));
+    return { out: c.out, modelDir, steps: step, trainLosses, metaLosses, innerTasks: inner.map((t) => t.name), metaTasks: meta.map((t) => t.name), seconds, hypergradSeconds, hvpCount, interrupted, ...(ev ? { eval: ev } : {}) };
   } finally {
     progress.stop();
     dio.dispose();
@@ -512,10 +553,10 @@ export interface DioEvalOptions {
  * is scored through the DIO model with the same soft tokens (and demonstrations) as generation. With demonstration selection, seen training tasks read the
  * argmax of their learnt distribution over candidates and unseen tasks their first positive example.
  */
-export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerLike, o: DioEvalOptions): Promise<EvalResult & { variant: DioVariant; softTokens: boolean }> {
+export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerLike, o: DioEvalOptions): Promise<DioEvalResult> {
   const m = readDioManifest(dir);
-  const demoCfg = m.demonstrations ?? { count: 0, tau: 1, maxLength: 64 };
-  const dio = await Dio.create(dir, {
+  const demoCfg = demonstrationsOf(m);
+  const dio = await Dio.init(dir, {
     variant: m.variant,
     promptLength: m.promptLength,
     numTasks: Math.max(1, m.numTasks),
@@ -528,33 +569,44 @@ export async function evaluateDio(dir: string, tasks: SniTask[], tok: TokenizerL
     outer: { lr: 0 },
   });
   try {
-    await dio.native.loadPhi(join(dir, "dio_instructions.safetensors"));
-    const instr = new Map(tasks.map((t) => [t.name, instructionIds(t, tok, m.maxInstructionLength, m.encoding.definitionIndex ?? 0)]));
-    const taskIndex = new Map(m.tasks.map((t, i) => [t, i]));
-    const soft = m.variant === "embedder" || (o.useTaskPrompts === true && tasks.every((t) => taskIndex.has(t.name)));
-    // Demonstrations: a seen training task reads the argmax of its learnt distribution, any other task its first
-    // positive example (it has no logits).
-    const demoSelect =
-      demoCfg.count > 0
-        ? { demos: new Map(tasks.map((t) => [t.name, demonstrationIds(t, tok, demoCfg.count, demoCfg.maxLength)])), demoIndex: taskIndex }
-        : {};
-    const select = { ...(m.variant === "embedder" ? { instr } : soft ? { taskIndex } : {}), ...demoSelect };
-    // Generation and rank classification both run through the DIO model with the soft tokens.
-    const predictor: Predictor = {
-      generate: (_b, g, exs) => dio.native.generate(dioBatch(exs, tok.padId, false, select), g),
-      scoreOptions: (_b, options, exs) => dio.native.scoreOptions(dioBatch(exs, tok.padId, false, select), options),
-    };
-    const ev = await evaluateTasks(predictor, tok, tasks, {
-      encoding: m.encoding,
-      maxTargetLength: m.maxTargetLength,
-      batchSize: o.batchSize,
-      maxNewTokens: o.maxNewTokens,
-      numBeams: o.numBeams,
-      seed: o.seed,
-      quiet: o.quiet,
-    });
-    return { ...ev, variant: m.variant, softTokens: soft };
+    await dio.loadPhi(join(dir, "dio_instructions.safetensors"));
+    return await evaluateTrained(dio, m, tasks, tok, o);
   } finally {
     dio.dispose();
   }
+}
+
+export type DioEvalResult = EvalResult & { variant: DioVariant; softTokens: boolean };
+
+/** Folders written before demonstration selection existed have none. */
+const demonstrationsOf = (m: DioManifest) => m.demonstrations ?? { count: 0, tau: 1, maxLength: 64 };
+
+/** evaluateDio's evaluation with a DIO model already in memory (`m`: its manifest). */
+async function evaluateTrained(dio: Dio, m: DioManifest, tasks: SniTask[], tok: TokenizerLike, o: DioEvalOptions): Promise<DioEvalResult> {
+  const demoCfg = demonstrationsOf(m);
+  const instr = new Map(tasks.map((t) => [t.name, instructionIds(t, tok, m.maxInstructionLength, m.encoding.definitionIndex ?? 0)]));
+  const taskIndex = new Map(m.tasks.map((t, i) => [t, i]));
+  const soft = m.variant === "embedder" || (o.useTaskPrompts === true && tasks.every((t) => taskIndex.has(t.name)));
+  // Demonstrations: a seen training task reads the argmax of its learnt distribution, any other task its first
+  // positive example (it has no logits).
+  const demoSelect =
+    demoCfg.count > 0
+      ? { demos: new Map(tasks.map((t) => [t.name, demonstrationIds(t, tok, demoCfg.count, demoCfg.maxLength)])), demoIndex: taskIndex }
+      : {};
+  const select = { ...(m.variant === "embedder" ? { instr } : soft ? { taskIndex } : {}), ...demoSelect };
+  // Generation and rank classification both run through the DIO model with the soft tokens.
+  const predictor: Predictor = {
+    generate: (_b, g, exs) => dio.generate(dioBatch(exs, tok.padId, false, select), g),
+    scoreOptions: (_b, options, exs) => dio.scoreOptions(dioBatch(exs, tok.padId, false, select), options),
+  };
+  const ev = await evaluateTasks(predictor, tok, tasks, {
+    encoding: m.encoding,
+    maxTargetLength: m.maxTargetLength,
+    batchSize: o.batchSize,
+    maxNewTokens: o.maxNewTokens,
+    numBeams: o.numBeams,
+    seed: o.seed,
+    quiet: o.quiet,
+  });
+  return { ...ev, variant: m.variant, softTokens: soft };
 }

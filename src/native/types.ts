@@ -362,8 +362,9 @@ export interface DioStepsResult {
 }
 
 export interface NativeDio extends CancellableHandle {
-  create(modelDir: string, options: DioNativeOptions, initIds?: number[][]): Promise<void>;
-  steps(items: { train: DioBatchHost; meta?: DioBatchHost }[], onProgress?: (e: ProgressEvent) => void): Promise<DioStepsResult>;
+  /** A trainer over the checkpoint folder modelDir with fresh instructions (initIds: the prompt variant's per-task ids). */
+  init(modelDir: string, options: DioNativeOptions, initIds?: number[][]): Promise<void>;
+  trainSteps(items: { train: DioBatchHost; meta?: DioBatchHost }[], onProgress?: (e: ProgressEvent) => void): Promise<DioStepsResult>;
   generate(batch: DioBatchHost, options: { maxNewTokens: number; numBeams?: number }): Promise<number[][]>;
   /** Rank classification with the batch's soft tokens: summed log-likelihood per option (as T5Model.scoreOptions). */
   scoreOptions(batch: DioBatchHost, options: number[][][]): Promise<number[][]>;
@@ -371,8 +372,8 @@ export interface NativeDio extends CancellableHandle {
   save(dir: string): Promise<void>;
   loadPhi(path: string): Promise<void>;
   /** Both optimizers, RNG states and the step counter (native/core/dio/dio.h save_state). */
-  saveState(path: string): Promise<void>;
-  loadState(path: string): Promise<void>;
+  saveTrainingState(path: string): Promise<void>;
+  loadTrainingState(path: string): Promise<void>;
   /** The instruction parameters by name (float64 copies). */
   readPhi(): Record<string, HostTensor<"float64">>;
   info(): {
@@ -524,9 +525,9 @@ export interface NativeTagi extends CancellableHandle {
   writeAdapter(instrIds: HostTensor, dir: string, options?: { baseModel?: string }): Promise<{ modules: number; seconds: number }>;
   save(dir: string): Promise<void>;
   /** Optimizer state + scheduler step + RNG states to one safetensors file (checkpoints). */
-  saveState(path: string): Promise<void>;
-  /** Restores what saveState wrote; call setOptimizer first (same optimizer, same trainable parameters). */
-  loadState(path: string): Promise<void>;
+  saveTrainingState(path: string): Promise<void>;
+  /** Restores what saveTrainingState wrote; call setOptimizer first (same optimizer, same trainable parameters). */
+  loadTrainingState(path: string): Promise<void>;
 }
 
 // ---- embed_wrap.cc: encoder and trained embedders ----
@@ -549,7 +550,7 @@ export interface SentenceEncoderTrainResult {
 /** cancel() stops train() at the next step. */
 export interface NativeSentenceEncoder extends CancellableHandle {
   /** A fresh encoder from an embedder.json-style config (kind "words"), or initialized from a T5 checkpoint (kind "t5"). */
-  create(configJson: string, options?: { seed?: number; init?: string }): Promise<void>;
+  init(configJson: string, options?: { seed?: number; init?: string }): Promise<void>;
   /** Loads a folder written by save(). */
   load(dir: string): Promise<void>;
   /** The embedder.json text (kind, vocab_size, dim, layers, heads, ff, max_len, dropout, pool, temperature). */

@@ -181,7 +181,7 @@ export async function trainSentenceEncoder(o: TrainEmbedderOptions): Promise<Tra
   };
   const native: NativeSentenceEncoder = new (loadAddon().SentenceEncoder)();
   try {
-    await native.create(JSON.stringify(cfg), { seed: o.seed ?? 0, init: o.init ? resolve(o.init) : undefined });
+    await native.init(JSON.stringify(cfg), { seed: o.seed ?? 0, init: o.init ? resolve(o.init) : undefined });
     const seqs = texts.map((t) => {
       const ids = truncate(tok.encode(t), maxLength, tok.eosId);
       return ids.length ? ids : [kind === "words" ? 1 : tok.padId];

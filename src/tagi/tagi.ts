@@ -9,8 +9,9 @@ import { labelTokens, reseedRankDropout, shardShare, type ProcessGroup } from ".
 import type { EncodingOptions, SniTask } from "../data/types.js";
 import { evaluateTasks, type EvalResult, type Predictor } from "../eval/evaluate.js";
 import { loadAddon } from "../native/binding.js";
-import type { NativeTagi, TagiBatchHost, TagiLoadOptions, HostTensor } from "../native/types.js";
+import type { NativeTagi, TagiBatchHost, TagiInfo, TagiLoadOptions, TagiStepsResult, HostTensor } from "../native/types.js";
 import { padRows, type TokenizerLike } from "../train/batches.js";
+import type { CheckpointInfo, CheckpointManager } from "../train/checkpoint.js";
 import { drive, shardBatch } from "../train/driver.js";
 import { Rng } from "../util/rng.js";
 
@@ -168,11 +169,12 @@ export interface StageOptions {
   /**
    * Checkpoints (optional; instill tagi pretrain|train): `save` is called on every rank after each multiple of
    * `every` steps, at the end and after Ctrl-C (SIGINT then stops the stage at the next call boundary); it writes
-   * (on rank 0) and the ranks then meet at a barrier. Use `saveState` inside it for the optimizer/scheduler/RNG state.
+   * (on rank 0) and the ranks then meet at a barrier. Use `saveCheckpoint` inside it for the weights and the
+   * optimizer/scheduler/RNG state.
    */
   checkpoint?: { every: number; save: (res: StageResult) => Promise<void> };
-  /** Continue a checkpointed stage: the state file saveState wrote and the result up to that step. */
-  resume?: { statePath: string; result: Pick<StageResult, "steps" | "losses" | "ce" | "kl" | "mse"> };
+  /** Continue a checkpointed stage: what tagiResumePoint found. */
+  resume?: TagiResumePoint;
   /** After each call: the result so far and the number of steps it had before the call. */
   onSteps?: (res: StageResult, before: number) => void;
 }
@@ -223,8 +225,56 @@ export class StageOrder {
   }
 }
 
+/** trainer_state.json of a TAGI checkpoint (besides hypernet.safetensors, model/ with trainBase, TAGI_STATE). */
+export interface TagiCheckpointState {
+  step: number;
+  stage: "pretrain" | "train";
+  losses: number[];
+  ce: (number | null)[];
+  kl: (number | null)[];
+  mse: (number | null)[];
+  /** Examples drawn so far (step * batch size): the order is a function of (seed, step), see StageOrder. */
+  dataPosition: number;
+  total: number;
+  batchSize: number;
+  seed: number;
+  worldSize: number;
+}
+
+/** A checkpoint's optimizer, scheduler and RNG state file (saveCheckpoint writes it). */
+const TAGI_STATE = "tagi_state.safetensors";
+
+export interface TagiResumePoint {
+  latest: CheckpointInfo;
+  state: TagiCheckpointState;
+}
+
+/**
+ * The checkpoint a resumed stage continues from (undefined without `resume`; an error when there is none), refused
+ * when it comes from another stage, batch size or seed, or from a run with another trainBase: the stage would not
+ * continue the computation it stopped.
+ */
+export function tagiResumePoint(
+  ckpt: CheckpointManager,
+  resume: boolean | undefined,
+  run: { stage: "pretrain" | "train"; batchSize: number; seed: number; trainBase: boolean },
+): TagiResumePoint | undefined {
+  const r = ckpt.resumePoint<TagiCheckpointState>(resume);
+  if (!r) return undefined;
+  const differs = (what: string, was: unknown, now: unknown) => {
+    if (was !== now) throw new Error(`--resume: ${r.latest.dir} is from a run with ${what} ${String(was)}, not ${String(now)}`);
+  };
+  differs("stage", r.state.stage, run.stage);
+  differs("--batch-size", r.state.batchSize, run.batchSize);
+  differs("--seed", r.state.seed, run.seed);
+  if (run.trainBase !== existsSync(join(r.latest.dir, "model", "config.json")))
+    throw new Error(`--resume: ${r.latest.dir} was written ${run.trainBase ? "without" : "with"} --train-base`);
+  return r;
+}
+
+/** The TAGI method's front: owns one native TagiNative (base model, hypernetwork, teachers, optimizer). */
 export class Tagi {
-  private constructor(readonly native: NativeTagi) {}
+  private constructor(private readonly native: NativeTagi) {}
 
   static async load(modelDir: string, opts: TagiLoadOptions = {}): Promise<Tagi> {
     if (!existsSync(join(modelDir, "config.json"))) throw new Error(`${modelDir}: not a model folder (config.json missing)`);
@@ -252,9 +302,9 @@ export class Tagi {
     const order = new StageOrder(examples.length, o.batchSize, o.seed);
     const res: StageResult = { steps: 0, losses: [], ce: [], kl: [], mse: [], termGradNorms: [], seconds: 0 };
     if (o.resume) {
-      await this.native.loadState(o.resume.statePath);
-      const r = o.resume.result;
-      Object.assign(res, { steps: r.steps, losses: [...r.losses], ce: [...r.ce], kl: [...r.kl], mse: [...r.mse] });
+      await this.native.loadTrainingState(join(o.resume.latest.dir, TAGI_STATE));
+      const r = o.resume.state;
+      Object.assign(res, { steps: r.step, losses: [...r.losses], ce: [...r.ce], kl: [...r.kl], mse: [...r.mse] });
     }
     reseedRankDropout(pg, o.seed, res.steps);
     const t0 = Date.now();
@@ -332,16 +382,54 @@ export class Tagi {
   async writeAdapter(instruction: string, tok: TokenizerLike, dir: string, maxInstructionLength = 512, baseModel = "") {
     const ids = clip(tok.encode(instruction, { addEos: true }), maxInstructionLength, tok.eosId);
     mkdirSync(dir, { recursive: true });
+    return this.writeAdapterIds(ids, dir, baseModel);
+  }
+
+  /** Writes the PEFT adapter generated from instruction token ids (into an existing folder). */
+  writeAdapterIds(ids: number[], dir: string, baseModel = ""): Promise<{ modules: number; seconds: number }> {
     return this.native.writeAdapter({ data: Int32Array.from(ids), shape: [1, ids.length], dtype: "int32" }, dir, { baseModel });
+  }
+
+  info(): TagiInfo {
+    return this.native.info();
+  }
+
+  setOptimizer(options: Parameters<NativeTagi["setOptimizer"]>[0]): void {
+    this.native.setOptimizer(options);
+  }
+
+  /** One native call over prepared batches (trainStage is the loop; this is for tests and benchmarks). */
+  trainSteps(batches: TagiBatchHost[], options?: Parameters<NativeTagi["trainSteps"]>[1]): Promise<TagiStepsResult> {
+    return this.native.trainSteps(batches, options);
+  }
+
+  generate(batch: TagiBatchHost, options?: Parameters<NativeTagi["generate"]>[1]): Promise<number[][]> {
+    return this.native.generate(batch, options);
+  }
+
+  /** Summed log-likelihood of each option under the example's generated adapter. */
+  scoreOptions(batch: TagiBatchHost, options: number[][][]): Promise<number[][]> {
+    return this.native.scoreOptions(batch, options);
   }
 
   save(dir: string): Promise<void> {
     return this.native.save(dir);
   }
 
-  /** Optimizer state + scheduler step + RNG states (checkpoints; after trainStage has set the optimizer). */
-  saveState(path: string): Promise<void> {
-    return this.native.saveState(path);
+  /** Optimizer state + scheduler step + RNG states (after trainStage or setOptimizer has set the optimizer). */
+  saveTrainingState(path: string): Promise<void> {
+    return this.native.saveTrainingState(path);
+  }
+
+  /** Restores what saveTrainingState wrote; setOptimizer first (same optimizer, same trainable parameters). */
+  loadTrainingState(path: string): Promise<void> {
+    return this.native.loadTrainingState(path);
+  }
+
+  /** A checkpoint's TAGI files in `dir`: the weights (save) and the training state. */
+  async saveCheckpoint(dir: string): Promise<void> {
+    await this.save(dir);
+    await this.saveTrainingState(join(dir, TAGI_STATE));
   }
 
   dispose(): void {

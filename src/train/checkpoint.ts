@@ -71,6 +71,17 @@ export class CheckpointManager {
     }
   }
 
+  /**
+   * The checkpoint a resumed run continues from and its trainer state: undefined when `resume` is off, an error when
+   * it is on and there is no checkpoint. Each method then checks that the state fits its run.
+   */
+  resumePoint<T>(resume: boolean | undefined): { latest: CheckpointInfo; state: T } | undefined {
+    if (!resume) return undefined;
+    const latest = this.latest();
+    if (!latest) throw new Error(`--resume: no checkpoint found in ${this.root}`);
+    return { latest, state: this.readState<T>(latest) };
+  }
+
   readState<T = Record<string, unknown>>(c: CheckpointInfo): T {
     return readJsonFile<T>(join(c.dir, CHECKPOINT_STATE), "checkpoint state");
   }

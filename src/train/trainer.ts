@@ -90,14 +90,13 @@ export async function trainOnTasks(
   const ckpt = new CheckpointManager(cfg.out, cfg.keepCheckpoints);
   const logger = writer ? new JsonlLogger(join(cfg.out, "metrics.jsonl")) : undefined;
 
-  const latest = opts.resume ? ckpt.latest() : undefined;
-  if (opts.resume && !latest) throw new Error(`--resume: no checkpoint found in ${ckpt.root}`);
+  const resumed = ckpt.resumePoint<{ step: number; losses: number[] }>(opts.resume);
   let model: T5Model;
   let step = 0;
   let losses: number[] = [];
   const lora = cfg.lora !== null;
-  if (latest) {
-    const state = ckpt.readState<{ step: number; losses: number[] }>(latest);
+  if (resumed) {
+    const { latest, state } = resumed;
     model = lora ? await T5Model.load(cfg.model, { seed: cfg.seed }) : await T5Model.load(join(latest.dir, "model"), { seed: cfg.seed });
     if (lora) {
       model.addLora({ ...cfg.lora!, seed: cfg.seed });

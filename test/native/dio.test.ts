@@ -34,14 +34,14 @@ describe("DIO native handle", () => {
   it("rejects bad options and batches with errors naming the argument", async () => {
     const addon = loadAddon();
     const d = new addon.DioNative();
-    expect(() => d.create(modelDir, { variant: "prompt", numTasks: 2, hypergrad: "newton:3", inner: { lr: 1e-3 }, outer: { lr: 1e-3 } })).toThrow(/newton/);
+    expect(() => d.init(modelDir, { variant: "prompt", numTasks: 2, hypergrad: "newton:3", inner: { lr: 1e-3 }, outer: { lr: 1e-3 } })).toThrow(/newton/);
     const d2 = new addon.DioNative();
-    expect(() => d2.create(modelDir, { variant: "bogus" as "prompt", numTasks: 2, inner: { lr: 1e-3 }, outer: { lr: 1e-3 } })).toThrow(/variant/);
-    await d2.create(modelDir, { variant: "prompt", numTasks: 2, promptLength: 2, inner: { lr: 1e-3 }, outer: { lr: 1e-3 } }, [[5, 6], []]);
+    expect(() => d2.init(modelDir, { variant: "bogus" as "prompt", numTasks: 2, inner: { lr: 1e-3 }, outer: { lr: 1e-3 } })).toThrow(/variant/);
+    await d2.init(modelDir, { variant: "prompt", numTasks: 2, promptLength: 2, inner: { lr: 1e-3 }, outer: { lr: 1e-3 } }, [[5, 6], []]);
     const i32 = (a: number[], shape: number[]) => ({ data: Int32Array.from(a), shape, dtype: "int32" as const });
     const train = { inputIds: i32([5, 6, 1, 7, 1, 0], [2, 3]), attentionMask: i32([1, 1, 1, 1, 1, 0], [2, 3]), labels: i32([8, 1, 9, 1], [2, 2]), taskIds: i32([0, 5], [2]) };
-    await expect(d2.steps([{ train }])).rejects.toThrow(/taskIds/);  // checked on the worker thread
-    const r = await d2.steps([{ train: { ...train, taskIds: i32([0, 1], [2]) }, meta: { ...train, taskIds: undefined } }]);
+    await expect(d2.trainSteps([{ train }])).rejects.toThrow(/taskIds/);  // checked on the worker thread
+    const r = await d2.trainSteps([{ train: { ...train, taskIds: i32([0, 1], [2]) }, meta: { ...train, taskIds: undefined } }]);
     expect(r.trainLoss).toHaveLength(1);
     expect(Number.isFinite(r.metaLoss[0])).toBe(true);
     expect(r.hypergradNorm[0]).toBeGreaterThan(0);
@@ -51,10 +51,10 @@ describe("DIO native handle", () => {
     expect(phi["dio.prompts"].shape).toEqual([2, 2, 32]);
     // the training state round-trips; a file that is not one is refused naming it
     const statePath = join(tmp, "state.safetensors");
-    await d2.saveState(statePath);
-    await d2.loadState(statePath);
+    await d2.saveTrainingState(statePath);
+    await d2.loadTrainingState(statePath);
     expect(d2.info().steps).toBe(1);
-    await expect(d2.loadState(join(modelDir, "model.safetensors"))).rejects.toThrow(/model\.safetensors.*not a DIO training state/);
+    await expect(d2.loadTrainingState(join(modelDir, "model.safetensors"))).rejects.toThrow(/model\.safetensors.*not a DIO training state/);
     d2.dispose();
     d.dispose();
   });
@@ -65,7 +65,7 @@ describe("DIO rank classification", () => {
     const d = new (loadAddon().DioNative)();
     const plain = await T5Model.load(modelDir, { seed: 1 });
     try {
-      await d.create(modelDir, { variant: "prompt", numTasks: 2, promptLength: 2, metaEvery: 0, inner: { lr: 0 }, outer: { lr: 0 } }, [[5, 6], [7]]);
+      await d.init(modelDir, { variant: "prompt", numTasks: 2, promptLength: 2, metaEvery: 0, inner: { lr: 0 }, outer: { lr: 0 } }, [[5, 6], [7]]);
       const i32 = (a: number[], shape: number[]) => ({ data: Int32Array.from(a), shape, dtype: "int32" as const });
       const batch = { inputIds: i32([5, 6, 1, 7, 1, 0], [2, 3]), attentionMask: i32([1, 1, 1, 1, 1, 0], [2, 3]) };
       const options = [[[8, 1], [9, 10, 1]], [[11, 1], [12, 1], [13, 1]]];

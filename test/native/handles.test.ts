@@ -38,7 +38,7 @@ describe.skipIf(!hasAddon)("native handles", () => {
     expect(() => index.add({ data: new Float32Array(4), shape: [1, 4] })).toThrow(/^TopkIndex\.add: disposed$/);
 
     const dio = new addon.DioNative();
-    expect(() => dio.info()).toThrow(/^DioNative\.info: create\(\) it first$/);
+    expect(() => dio.info()).toThrow(/^DioNative\.info: init\(\) it first$/);
     await dio[Symbol.asyncDispose]();
     expect(dio.disposed).toBe(true);
     expect(() => new addon.ProcessGroup(undefined as never)).toThrow(TypeError);

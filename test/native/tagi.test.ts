@@ -33,7 +33,7 @@ describe("TAGI native", () => {
     const split = loadSplitTasks({ dataDir, maxTrainInstances: 8, maxEvalInstances: 2, seed: 1 });
     const tagi = await Tagi.load(modelDir, { hypernet: { rank: 4, alpha: 8, projDim: 32 }, trainBase: true, seed: 1 });
     try {
-      const info = tagi.native.info();
+      const info = tagi.info();
       expect(info.slots).toBe(4 * 2 + 2 * 2); // q, v in 2 encoder self, 2 decoder self, 2 cross layers
       const pre = pretrainExamples(split.train, tok, DATA, 1);
       expect(pre.length).toBeGreaterThan(0);
@@ -58,7 +58,7 @@ describe("TAGI native", () => {
     }
     // reload the hypernetwork with the trained base
     const back = await Tagi.load(join(tmp, "run", "model"), { hypernetPath: join(tmp, "run", "hypernet.safetensors") });
-    expect(back.native.info().rank).toBe(4);
+    expect(back.info().rank).toBe(4);
     back.dispose();
   }, 120_000);
 
@@ -76,7 +76,7 @@ describe("TAGI native", () => {
       const exs = tagiExamples([task], tok, DATA, { seed: 1, training: false });
       const options = exs.map(() => task.answerChoices!.map((c) => tok.encode(c, { addEos: true })));
       const batch = collateTagi(exs, tok.padId, false);
-      const got = await tagi.native.scoreOptions(batch, options);
+      const got = await tagi.scoreOptions(batch, options);
       const base = await plain.scoreOptions({ inputIds: batch.inputIds, attentionMask: batch.attentionMask }, options);
       const dir = join(tmp, "mc-adapter");
       await tagi.writeAdapter(taskInstruction(task), tok, dir, DATA.maxInstructionLength);
@@ -101,7 +101,7 @@ describe("TAGI native", () => {
       const all = await tagi.evaluate(mc.slice(0, 3), tok, { ...DATA, batchSize: 8, maxNewTokens: 4, seed: 1, quiet: true });
       expect(all.metrics.rank_accuracy).toBeGreaterThanOrEqual(0);
       expect(all.metrics.rank_accuracy).toBeLessThanOrEqual(100);
-      await expect(Promise.resolve().then(() => tagi.native.scoreOptions(batch, options.slice(1)))).rejects.toThrow(/options: expected one array of options per example/);
+      await expect(Promise.resolve().then(() => tagi.scoreOptions(batch, options.slice(1)))).rejects.toThrow(/options: expected one array of options per example/);
     } finally {
       tagi.dispose();
       plain.dispose();
@@ -144,15 +144,15 @@ describe("TAGI native", () => {
     const other = await Tagi.load(modelDir, { hypernet: { rank: 2 }, seed: 3 });
     try {
       const path = join(tmp, "tagi_state.safetensors");
-      await expect(Promise.resolve().then(() => tagi.saveState(path))).rejects.toThrow(/setOptimizer/);
-      tagi.native.setOptimizer({ name: "adamw", lr: 1e-3, totalSteps: 4 });
-      await tagi.saveState(path);
-      await expect(Promise.resolve().then(() => other.native.loadState(path))).rejects.toThrow(/setOptimizer/);
-      other.native.setOptimizer({ name: "adafactor", lr: 1e-3, totalSteps: 4 });
-      await expect(other.native.loadState(path)).rejects.toThrow(/optimizer 'adamw'.*'adafactor'/);
-      other.native.setOptimizer({ name: "adamw", lr: 1e-3, totalSteps: 4 });
-      await other.native.loadState(path);
-      await expect(other.native.loadState(join(tmp, "missing.safetensors"))).rejects.toThrow();
+      await expect(Promise.resolve().then(() => tagi.saveTrainingState(path))).rejects.toThrow(/setOptimizer/);
+      tagi.setOptimizer({ name: "adamw", lr: 1e-3, totalSteps: 4 });
+      await tagi.saveTrainingState(path);
+      await expect(Promise.resolve().then(() => other.loadTrainingState(path))).rejects.toThrow(/setOptimizer/);
+      other.setOptimizer({ name: "adafactor", lr: 1e-3, totalSteps: 4 });
+      await expect(other.loadTrainingState(path)).rejects.toThrow(/optimizer 'adamw'.*'adafactor'/);
+      other.setOptimizer({ name: "adamw", lr: 1e-3, totalSteps: 4 });
+      await other.loadTrainingState(path);
+      await expect(other.loadTrainingState(join(tmp, "missing.safetensors"))).rejects.toThrow();
     } finally {
       tagi.dispose();
       other.dispose();
@@ -163,10 +163,10 @@ describe("TAGI native", () => {
     const tok = loadTokenizer(modelDir);
     const tagi = await Tagi.load(modelDir, { hypernet: { rank: 2 } });
     try {
-      tagi.native.setOptimizer({ name: "adamw", lr: 1e-3, totalSteps: 1 });
+      tagi.setOptimizer({ name: "adamw", lr: 1e-3, totalSteps: 1 });
       const b = collateTagi([{ task: "x", teacher: -1, src: [5, 1], instr: [6, 1], tgt: [7, 1] }], tok.padId);
       b.instrIds = { data: new Int32Array([1, 2, 3]), shape: [3, 1], dtype: "int32" };
-      await expect(Promise.resolve().then(() => tagi.native.trainSteps([b]))).rejects.toThrow(/instrIds/);
+      await expect(Promise.resolve().then(() => tagi.trainSteps([b]))).rejects.toThrow(/instrIds/);
       await expect(Tagi.load(join(tmp, "nope"))).rejects.toThrow(/config.json/);
     } finally {
       tagi.dispose();

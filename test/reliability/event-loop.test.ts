@@ -159,7 +159,7 @@ describe.skipIf(!hasAddon)("event loop and handle lifetimes (issue 18)", () => {
     await writeTinySuiteModel(data, model, { suiteSeed: 3, modelSeed: 3 });
     const d = new (loadAddon().DioNative)();
     try {
-      await d.create(model, { variant: "prompt", numTasks: 2, promptLength: 4, hypergrad: "neumann:3", inner: { lr: 1e-3 }, outer: { lr: 1e-3 } }, [[5, 6], []]);
+      await d.init(model, { variant: "prompt", numTasks: 2, promptLength: 4, hypergrad: "neumann:3", inner: { lr: 1e-3 }, outer: { lr: 1e-3 } }, [[5, 6], []]);
       const i32 = (a: number[], shape: number[]) => ({ data: Int32Array.from(a), shape, dtype: "int32" as const });
       const B = 4, L = 24, T = 6;
       const train = {
@@ -169,9 +169,9 @@ describe.skipIf(!hasAddon)("event loop and handle lifetimes (issue 18)", () => {
         taskIds: i32([0, 1, 0, 1], [B]),
       };
       const items = Array.from({ length: 4 }, () => ({ train, meta: { ...train, taskIds: undefined } }));
-      checkLag("DIO steps x4 (neumann:3)", await withLagProbe(() => d.steps(items, () => {})));
-      const running = d.steps(items.slice(0, 3));
-      await expectRefused(() => d.steps(items.slice(0, 1)), /still running/);
+      checkLag("DIO steps x4 (neumann:3)", await withLagProbe(() => d.trainSteps(items, () => {})));
+      const running = d.trainSteps(items.slice(0, 3));
+      await expectRefused(() => d.trainSteps(items.slice(0, 1)), /still running/);
       await expectRefused(() => d.dispose(), /still running/);
       await running;
     } finally {

@@ -7,7 +7,7 @@
 //   - anything else (a TypeError from deep inside, a message without the file, a hang) is a violation.
 // `runTarget` returns the figures; violations carry the input so a failure can be replayed.
 import { writeFileSync } from "node:fs";
-import { makeRng, type Rng } from "../../src/data/random.js";
+import { makeRng, type RandomFn } from "../../src/util/rng.js";
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Key = string | number;
@@ -28,7 +28,7 @@ export interface TargetSpec {
   file: string;
   seeds: Json[];
   /** Serializes a tree (JSON by default; YAML for configs; JSONL for line files). */
-  serialize?: (v: Json, rng: Rng) => string;
+  serialize?: (v: Json, rng: RandomFn) => string;
   /** Runs the reader on `file`; throws to reject; returns to accept. May do downstream checks. */
   read: (file: string) => void;
   /** Extra field names a message may use for a mutated path (e.g. the reader's own spelling). */
@@ -47,8 +47,8 @@ export interface Figures {
   slowestMs: number;
 }
 
-const pickOf = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]!;
-const intBelow = (rng: Rng, n: number) => Math.floor(rng() * n);
+const pickOf = <T>(rng: RandomFn, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]!;
+const intBelow = (rng: RandomFn, n: number) => Math.floor(rng() * n);
 
 const REPLACEMENTS: Json[] = [
   null, true, false, 0, -1, 1, 1.5, -0.5, 1e300, -1e300, 2 ** 53 + 2, 2 ** 31, "", " ", "x", "\u0000", "\ud800", "é✓", "-1", "1e309",
@@ -91,7 +91,7 @@ function setAt(root: Json, p: Key[], value: Json | undefined): Json {
 }
 
 /** One mutated input from `seed`: usually a tree mutation (well-formed), sometimes a text mutation. */
-export function mutate(seed: Json, rng: Rng, serialize: (v: Json, rng: Rng) => string): Mutation {
+export function mutate(seed: Json, rng: RandomFn, serialize: (v: Json, rng: RandomFn) => string): Mutation {
   let tree = clone(seed);
   // Paths touched so far; a later mutation of an ancestor supersedes them (its value is what the reader sees).
   let touched: Key[][] = [];

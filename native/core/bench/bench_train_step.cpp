@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/bench.h"
 #include "common/memory.h"
 #include "common/runtime.h"
 #include "t5/model.h"

@@ -4,7 +4,7 @@
 #include <dlfcn.h>
 #include <link.h>
 
-#include <chrono>
+#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <string>
@@ -135,35 +135,6 @@ bool cpu_has_bf16() {
 #else
   return false;
 #endif
-}
-
-MatmulBenchResult matmul_bench(int64_t n, double min_seconds, const std::function<void(double)>& progress,
-                               const std::atomic<bool>* cancel) {
-  if (n < 1 || n > 16384) throw RangeError("matmul size n must be in [1, 16384], got " + std::to_string(n));
-  if (!(min_seconds >= 0) || min_seconds > 3600) throw RangeError("seconds must be in [0, 3600]");
-  torch::NoGradGuard no_grad;
-  auto a = torch::randn({n, n});
-  auto b = torch::randn({n, n});
-  auto c = torch::mm(a, b);  // warm-up
-  MatmulBenchResult res;
-  res.n = n;
-  auto t0 = std::chrono::steady_clock::now();
-  double elapsed = 0;
-  double last_report = -1;
-  do {
-    torch::mm_out(c, a, b);
-    ++res.iterations;
-    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (progress && min_seconds > 0 && elapsed - last_report > 0.05) {
-      last_report = elapsed;
-      progress(std::min(1.0, elapsed / min_seconds));
-    }
-    if (cancel && cancel->load()) break;
-  } while (elapsed < min_seconds);
-  res.seconds = elapsed;
-  res.gflops = 2.0 * n * n * n * res.iterations / elapsed / 1e9;
-  if (progress) progress(1.0);
-  return res;
 }
 
 }  // namespace instill

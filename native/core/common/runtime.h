@@ -1,8 +1,5 @@
 // Facts about the running LibTorch: version, CUDA, the BLAS actually loaded, threads.
 #pragma once
-#include <atomic>
-#include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,18 +33,5 @@ int get_threads();
 // Applies the remembered thread count on the calling thread (OpenMP settings are per thread,
 // so every worker thread calls this before it computes).
 void apply_threads();
-
-struct MatmulBenchResult {
-  int64_t n = 0;
-  int64_t iterations = 0;
-  double seconds = 0;
-  double gflops = 0;
-};
-
-// Runs n x n float32 matmuls for at least min_seconds (and at least one).
-// progress(fraction) is called now and then; cancel stops early.
-MatmulBenchResult matmul_bench(int64_t n, double min_seconds,
-                               const std::function<void(double)>& progress = nullptr,
-                               const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace instill

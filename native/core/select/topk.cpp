@@ -6,7 +6,6 @@
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -231,27 +230,6 @@ TopkResult TopkIndex::search(const at::Tensor& queries, int64_t k, const TopkOpt
 void TopkIndex::clear() {
   blocks_.clear();
   size_ = 0;
-}
-
-BandwidthBenchResult read_bandwidth_bench(int64_t bytes, double min_seconds, const std::atomic<bool>* cancel) {
-  c10::NoGradGuard no_grad;
-  if (bytes < 4 || bytes > (int64_t{1} << 36)) throw RangeError("bytes must be in [4, 2^36], got " + std::to_string(bytes));
-  if (!(min_seconds >= 0) || min_seconds > 3600) throw RangeError("seconds must be in [0, 3600]");
-  const int64_t n = bytes / 4;
-  at::Tensor x = at::ones({n}, at::kFloat);
-  volatile float sink = x.sum().item<float>();  // warm-up: pages touched
-  BandwidthBenchResult r;
-  r.bytes = n * 4;
-  auto t0 = std::chrono::steady_clock::now();
-  do {
-    sink = x.sum().item<float>();
-    ++r.iterations;
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (cancel && cancel->load()) break;
-  } while (r.seconds < min_seconds);
-  (void)sink;
-  r.gbps = static_cast<double>(r.bytes) * r.iterations / r.seconds / 1e9;
-  return r;
 }
 
 }  // namespace instill

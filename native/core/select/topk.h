@@ -72,15 +72,4 @@ class TopkIndex {
   std::vector<at::Tensor> blocks_;
 };
 
-struct BandwidthBenchResult {
-  int64_t bytes = 0;
-  int64_t iterations = 0;
-  double seconds = 0;
-  double gbps = 0;  // bytes read per second / 1e9
-};
-
-// Sums a float32 tensor of `bytes` bytes repeatedly for at least min_seconds: the read bandwidth that a
-// single-query search (one pass over the pool) is bounded by.
-BandwidthBenchResult read_bandwidth_bench(int64_t bytes, double min_seconds, const std::atomic<bool>* cancel = nullptr);
-
 }  // namespace instill

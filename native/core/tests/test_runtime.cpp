@@ -1,3 +1,4 @@
+#include "common/bench.h"
 #include "common/runtime.h"
 #include "common/errors.h"
 #include "tests/check.h"
