@@ -8,7 +8,7 @@ export function registerDemo(program: Command): void {
     .command("demo")
     .description("the main job: suite v2, one shared base per seed, every method trained from it, evaluated on the unseen tasks (3 splits), mean ± std over seeds, paired bootstrap intervals, report")
     .option("--out <dir>", "output folder (the base is cached in <out>/base-cache)", "runs/demo")
-    .option("--quick", "a smaller version (about 2 minutes, one seed unless --seeds) for smoke tests")
+    .option("--quick", "a smaller version (under 2 minutes on 2 cores, one seed unless --seeds) for smoke tests")
     .option("--seed <n>", "first seed (seeds are n, n+1, ...)", int("--seed"), 42)
     .option("--seeds <n>", "number of seeds (default 3; 1 with --quick)", int("--seeds"))
     .option("--methods <list>", `comma-separated rows to run (default: all of ${DEMO_METHODS.join(", ")})`)
