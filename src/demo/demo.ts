@@ -22,7 +22,7 @@ import { writeReport } from "../report/report.js";
 import { selectTrain } from "../select/train.js";
 import { buildExamples, tokenizeExamples, type TokenizerLike } from "../train/batches.js";
 import { defaultConfig, type RunConfig } from "../train/config.js";
-import { finishedModelDir, trainOnTasks } from "../train/trainer.js";
+import { finishedModelDir, InterruptedError, trainOnTasks } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/fs.js";
 import { runPool } from "../util/process-pool.js";
 import { packageRoot } from "../native/binding.js";
@@ -480,6 +480,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         env: { ...process.env, INSTILL_THREADS: String(threads) },
         onEvent: (_id, e, w) => (e.kind === "stage" ? sink(w).stage(e.name) : sink(w).advance(e.units)),
         onDone: (id, r) => results.set(id, r),
+        interrupted: () => new InterruptedError(`demo in ${out}`),
       });
     }
   } finally {

@@ -3,7 +3,8 @@
 // random generator is global to a process (threads of one process could not train two seeded models at once).
 // A worker script answers each {id, job} message with {id, type: "done", result} or {id, type: "error", message},
 // and may send {id, type: "event", event} meanwhile (progress). The first failure stops every worker and rejects,
-// naming the job; a worker that dies reports its exit and the last lines of its stderr.
+// naming the job; a worker that dies reports its exit and the last lines of its stderr. Ctrl-C (SIGINT) or
+// SIGTERM to this process stops the workers and rejects with `interrupted(signal)`'s error.
 import { fork, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 
@@ -28,6 +29,8 @@ export interface PoolOptions<R, E> {
   onStart?: (id: string, worker: number) => void;
   onEvent?: (id: string, event: E, worker: number) => void;
   onDone?: (id: string, result: R, worker: number) => void;
+  /** The error a SIGINT / SIGTERM rejects with (default: a plain Error naming the signal). */
+  interrupted?: (signal: NodeJS.Signals) => Error;
 }
 
 interface Slot {
@@ -48,9 +51,16 @@ export async function runPool<J, R, E = unknown>(jobs: PoolJob<J>[], o: PoolOpti
   let failed: Error | undefined;
 
   return await new Promise<Map<string, R>>((resolve, reject) => {
+    const onSignal = (sig: NodeJS.Signals) => finish(o.interrupted?.(sig) ?? new Error(`interrupted by ${sig}`));
+    const onInt = () => onSignal("SIGINT");
+    const onTerm = () => onSignal("SIGTERM");
+    process.on("SIGINT", onInt);
+    process.on("SIGTERM", onTerm);
     const finish = (err?: Error) => {
       if (failed) return;
       if (err) failed = err;
+      process.off("SIGINT", onInt);
+      process.off("SIGTERM", onTerm);
       for (const s of slots) {
         s.child.removeAllListeners("exit");
         if (s.child.connected) s.child.disconnect();

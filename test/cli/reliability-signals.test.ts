@@ -117,4 +117,12 @@ describe.skipIf(!hasAddon)("Ctrl-C during long commands (issue 18)", () => {
     report("instill demo --quick", demo);
     expect(exited130(demo), `${demo.code} ${demo.signal} ${demo.stderr}`).toBe(true);
   });
+
+  it("demo with its rows on worker processes stops them and exits 130 with a message", async () => {
+    const demo = await interrupt(["demo", "--quick", "--jobs", "2", "--out", join(root, "demo-jobs")], (o) => /seed 42: (no-instruction|definition|dio|tagi|insta)/.test(o.stderr));
+    report("instill demo --quick --jobs 2 (rows running)", demo);
+    expect(demo.code, demo.stderr).toBe(130);
+    expect(demo.stderr).toMatch(/demo in .*: interrupted \(Ctrl-C\)/);
+    expect(demo.stopMs).toBeLessThan(10_000);
+  });
 });
