@@ -99,7 +99,7 @@ export async function runTagiAblation(o: { out: string; quick?: boolean; seed?: 
   writeSuite(dataDir, seed);
   installTokenizer(dataDir, initDir);
   const tok = loadTokenizer(initDir);
-  const init = await T5Model.init(demoModelConfig(tok.vocabSize), { seed });
+  const init = await T5Model.init(demoModelConfig(tok.vocabSize, 0), { seed });
   await init.save(initDir);
   init.dispose();
   const split = loadSplitTasks({ dataDir, maxTrainInstances: b.maxTrainInstances, maxEvalInstances: b.maxEvalInstances, seed });

@@ -1,5 +1,8 @@
 #include "t5/model.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -51,7 +54,39 @@ at::Tensor check_ids(const at::Tensor& ids, const char* name, int64_t vocab) {
   return ids.to(at::kLong);
 }
 
-at::Tensor drop(const at::Tensor& x, double p, bool train) { return p > 0 && train ? torch::dropout(x, p, true) : x; }
+// Dropout as torch::dropout computes it (inverted: a kept unit is scaled by 1 / (1 - p)), with the mask drawn by a
+// counter-based generator: splitmix64 of (a 64-bit seed drawn from LibTorch's default CPU generator, the element's
+// index). The seed draw advances the default generator, so torch::manual_seed and saved generator states (resume,
+// the hypergradients' RngState, per-rank reseeding) reproduce the masks, and the mask does not depend on the
+// thread count. LibTorch 1.13's CPU bernoulli_ is a serial mt19937 loop that made dropout 0.1 cost the demo's tiny
+// T5 about a fifth of its training time; other devices keep torch::dropout.
+at::Tensor drop(const at::Tensor& x, double p, bool train) {
+  if (!(p > 0 && train)) return x;
+  if (!x.device().is_cpu() || p >= 1 || !at::isFloatingType(x.scalar_type())) return torch::dropout(x, p, true);
+  uint64_t seed = 0;
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
+  }
+  const auto mdt = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor mask = at::empty(x.sizes(), x.options().dtype(mdt).memory_format(at::MemoryFormat::Contiguous));
+  const int64_t n = mask.numel();
+  AT_DISPATCH_FLOATING_TYPES(mdt, "t5_dropout_mask", [&] {
+    scalar_t* m = mask.data_ptr<scalar_t>();
+    const auto scale = static_cast<scalar_t>(1.0 / (1.0 - p));
+    at::parallel_for(0, n, 1 << 14, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        uint64_t z = seed + static_cast<uint64_t>(i + 1) * 0x9E3779B97F4A7C15ULL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        z ^= z >> 31;
+        m[i] = static_cast<double>(z >> 11) * 0x1.0p-53 >= p ? scale : scalar_t(0);
+      }
+    });
+  });
+  return x * (mdt == x.scalar_type() ? mask : mask.to(x.scalar_type()));
+}
 
 }  // namespace
 
