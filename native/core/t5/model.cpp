@@ -54,13 +54,17 @@ at::Tensor check_ids(const at::Tensor& ids, const char* name, int64_t vocab) {
   return ids.to(at::kLong);
 }
 
+at::Tensor drop(const at::Tensor& x, double p, bool train) { return apply_dropout(x, p, train); }
+
+}  // namespace
+
 // Dropout as torch::dropout computes it (inverted: a kept unit is scaled by 1 / (1 - p)), with the mask drawn by a
 // counter-based generator: splitmix64 of (a 64-bit seed drawn from LibTorch's default CPU generator, the element's
 // index). The seed draw advances the default generator, so torch::manual_seed and saved generator states (resume,
 // the hypergradients' RngState, per-rank reseeding) reproduce the masks, and the mask does not depend on the
 // thread count. LibTorch 1.13's CPU bernoulli_ is a serial mt19937 loop that made dropout 0.1 cost the demo's tiny
 // T5 about a fifth of its training time; other devices keep torch::dropout.
-at::Tensor drop(const at::Tensor& x, double p, bool train) {
+at::Tensor apply_dropout(const at::Tensor& x, double p, bool train) {
   if (!(p > 0 && train)) return x;
   if (!x.device().is_cpu() || p >= 1 || !at::isFloatingType(x.scalar_type())) return torch::dropout(x, p, true);
   uint64_t seed = 0;
@@ -87,8 +91,6 @@ at::Tensor drop(const at::Tensor& x, double p, bool train) {
   });
   return x * (mdt == x.scalar_type() ? mask : mask.to(x.scalar_type()));
 }
-
-}  // namespace
 
 EncoderOutput EncoderOutput::index_select(const at::Tensor& idx) const {
   return {hidden.index_select(0, idx), mask.index_select(0, idx)};

@@ -79,6 +79,10 @@ struct DecoderCache {
   void reorder(const at::Tensor& batch_index);
 };
 
+// Inverted dropout (kept units scaled by 1 / (1 - p)); identity unless train and p > 0. On CPU the mask comes from a
+// counter-based generator seeded by one draw of LibTorch's default generator (see model.cpp).
+at::Tensor apply_dropout(const at::Tensor& x, double p, bool train);
+
 // HF's shift_right: [start, labels[:, :-1]] with -100 replaced by pad.
 at::Tensor shift_right(const at::Tensor& labels, int64_t decoder_start_token_id, int64_t pad_token_id);
 // HF's _relative_position_bucket (exposed for tests).

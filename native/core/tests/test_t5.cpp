@@ -481,4 +481,36 @@ TEST(prefix_embeds_equal_prepended_tokens_and_masked_extras_change_nothing) {
   REQUIRE(message_has([&] { m->forward(d); }, "input_ids"));
 }
 
+// The CPU dropout mask: keeps 1 - p of the units, scales them by 1 / (1 - p), is reproduced by manual_seed at any
+// thread count, moves on with the generator, and its gradient is the mask.
+TEST(dropout_keeps_one_minus_p_scaled_reproducible_at_any_thread_count) {
+  auto x = torch::randn({1000, 1000});
+  torch::manual_seed(3);
+  auto a = t5::apply_dropout(x, 0.1, true);
+  auto kept = a.ne(0);
+  const double frac = kept.to(at::kDouble).mean().item<double>();
+  REQUIRE(std::abs(frac - 0.9) < 0.002);  // the fraction's sd is 3e-4
+  // neighbours independent: both kept with probability 0.81
+  const double pair = (kept.flatten().slice(0, 1).logical_and(kept.flatten().slice(0, 0, -1))).to(at::kDouble).mean().item<double>();
+  REQUIRE(std::abs(pair - 0.81) < 0.003);
+  REQUIRE(max_diff(a.masked_select(kept), (x / 0.9).masked_select(kept)) < 1e-5);
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  torch::manual_seed(3);
+  auto b = t5::apply_dropout(x, 0.1, true);
+  at::set_num_threads(threads);
+  REQUIRE(torch::equal(a, b));
+  REQUIRE(!torch::equal(a, t5::apply_dropout(x, 0.1, true)));
+  REQUIRE(torch::equal(t5::apply_dropout(x, 0.1, false), x));
+  REQUIRE(torch::equal(t5::apply_dropout(x, 0.0, true), x));
+  auto xr = x.clone().requires_grad_(true);
+  torch::manual_seed(3);
+  t5::apply_dropout(xr, 0.1, true).sum().backward();
+  REQUIRE(max_diff(xr.grad(), kept.to(at::kFloat) / 0.9) < 1e-6);
+  auto xd = torch::randn({4096}, at::kDouble);
+  auto d = t5::apply_dropout(xd, 0.5, true);
+  REQUIRE(d.scalar_type() == at::kDouble);
+  REQUIRE(max_diff(d.masked_select(d.ne(0)), (xd * 2).masked_select(d.ne(0))) < 1e-12);
+}
+
 int main() { return instill_test::run_all(); }
