@@ -25,7 +25,7 @@ import { defaultConfig, type RunConfig } from "../train/config.js";
 import { finishedModelDir, InterruptedError, trainOnTasks } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/fs.js";
 import { runPool } from "../util/process-pool.js";
-import { packageRoot } from "../native/binding.js";
+import { loadAddon, packageRoot } from "../native/binding.js";
 import { dioDemoRow } from "../dio/demo.js";
 import { tagiDemoRow } from "../tagi/demo.js";
 import { pretrainingTexts, SPAN_CORRUPTION, trainBase, type BaseResult, type SpanCorruptionOptions } from "./base.js";
@@ -464,24 +464,23 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   planned.push(...(nJobs > 1 ? [...rowJobs].sort((x, y) => y.units - x.units) : rowJobs));
   const progress = new RunProgress(planned.reduce((a, p) => a + p.units, 0), o.quiet ?? false);
 
-  const threads = nJobs > 1 ? childThreads(nJobs) : Number(process.env.INSTILL_THREADS || availableParallelism());
+  // In this process: what the addon loader applied (INSTILL_THREADS or the cores); workers: the cores shared out.
+  const threads = nJobs > 1 ? childThreads(nJobs) : loadAddon().runtimeInfo().intraOpThreads;
   try {
     if (nJobs === 1) {
       for (const p of planned) results.set(p.id, await runDemoJob(p.job(), progress));
     } else {
-      const stages = new Map<number, string>();
-      const sink = (w: number): ProgressSink => ({
-        stage: (name) => {
-          stages.set(w, name);
-          progress.stage([...stages.entries()].sort((x, y) => x[0] - y[0]).map((e) => e[1]).join(" | "));
-        },
-        advance: (u) => progress.advance(u),
-      });
+      // The bar's stage names what each worker runs, in worker order.
+      const stages: string[] = [];
+      const stage = (w: number, name: string) => {
+        stages[w] = name;
+        progress.stage(stages.filter(Boolean).join(" | "));
+      };
       await runPool<DemoJob, BaseResult | RowRun[], WorkerEvent>(planned, {
         script: workerScript(),
         workers: nJobs,
         env: { ...process.env, INSTILL_THREADS: String(threads) },
-        onEvent: (_id, e, w) => (e.kind === "stage" ? sink(w).stage(e.name) : sink(w).advance(e.units)),
+        onEvent: (_id, e, w) => (e.kind === "stage" ? stage(w, e.name) : progress.advance(e.units)),
         onDone: (id, r) => results.set(id, r),
         interrupted: () => new InterruptedError(`demo in ${out}`),
       });

@@ -2,10 +2,8 @@
 // runDemoJob, the function the demo runs in its own process with --jobs 1, and reports progress as events.
 import { runDemoJob, type DemoJob, type WorkerEvent } from "./demo.js";
 
-type Send = (m: unknown) => void;
-const send: Send = (m) => process.send!(m);
-
 if (!process.send) throw new Error("src/demo/worker.ts runs as a forked worker of instill demo, not on its own");
+const send = (m: unknown) => process.send!(m);
 
 process.on("message", (m: { id: string; job: DemoJob }) => {
   const event = (e: WorkerEvent) => send({ id: m.id, type: "event", event: e });
