@@ -1,14 +1,15 @@
-// The `aligned` embedder, instill's default for INSTA selection: the `hybrid` channels (BM25 over the
-// definition, the output shape and the explanations of the positive examples, plus TF-IDF over the examples'
-// inputs) concatenated with a learned low-rank channel z = normalize(W h) that is trained on the meta-dataset's
+// The `aligned` embedder, instill's default for INSTA selection (`instill select`, `select-train`): the `hybrid`
+// channels (BM25 over the definition, the output shape and the explanations of the positive examples, plus
+// TF-IDF over the examples' inputs) concatenated with a learned low-rank channel z = normalize(W h) that is trained on the meta-dataset's
 // own tasks. This is INSTA's alignment done at the size of the data: NIV2 has one definition per task, so
 // views of one task are near-copies and a sentence encoder trained from scratch on them learns nothing beyond
 // TF-IDF (README); what the meta-dataset does have is its task names, which say which tasks are alike. The
 // weak supervision is read from the names of the *training* pool only:
-//   positives of a task = the tasks of its source dataset (task1342_amazon_us_reviews_title -> amazon) and the
-//   tasks whose name words (after the dataset word: "question generation", "answer generation", ...) overlap
-//   its own with Jaccard >= 0.34; every other task of the pool is a negative (lexically similar tasks of other
-//   datasets and kinds are the hard ones).
+//   positives of a task = the tasks whose name words (after the dataset word: "question generation", "answer
+//   generation", ...) overlap its own with Jaccard >= 0.34 (weight 1), and the other tasks of its source dataset
+//   (task1342_amazon_us_reviews_title -> amazon) at weight `dataset` = 0.1; every other task of the pool is a
+//   negative (lexically similar tasks of other datasets and kinds are the hard ones, and so, mostly, are the
+//   same dataset's tasks of another kind: quoref's question generation for quoref's answer generation).
 // Names are never read at selection time: targets (and the pool) are embedded from their instruction and
 // examples alone.
 //
@@ -17,7 +18,7 @@
 // Johnson-Lindenstrauss sketch of h (so the start is the lexical model itself), and a feature never seen in
 // training keeps its sketch column (drawn from a hash of its key), so unseen words still match each other.
 // The embedding is [h ; sqrt(beta) z] / sqrt(1 + beta): cosine = (cos_hybrid + beta cos_z) / (1 + beta).
-// Training: full-batch supervised InfoNCE (multi-positive: -log sum_pos e^{s/tau} / sum_{j != i} e^{s/tau})
+// Training: full-batch supervised InfoNCE (weighted multi-positive: -log sum_j P_ij e^{s_ij/tau} / sum_{j != i} e^{s_ij/tau})
 // on that cosine, Adam, `steps` steps; everything is deterministic for a seed.
 //
 // Folder (`instill select-embedder train --method aligned`): aligned.json (options, keys, what it was trained
@@ -46,6 +47,8 @@ export interface AlignedOptions {
   seed?: number;
   /** Name-word Jaccard from which two tasks count as alike (default 0.34). */
   jaccard?: number;
+  /** Weight of a same-source-dataset pair as a positive when their name words differ (default 0.1). */
+  dataset?: number;
   /** Hybrid channel weights (defaults: shape 0.15, explanation 0.5, input 0.35). */
   shape?: number;
   explanation?: number;
@@ -61,6 +64,7 @@ export const ALIGNED_DEFAULTS: Required<AlignedOptions> = {
   weightDecay: 1e-4,
   seed: 0,
   jaccard: 0.34,
+  dataset: 0.1,
   shape: 0.15,
   explanation: 0.5,
   input: 0.35,
@@ -80,24 +84,24 @@ export function nameWords(name: string): string[] {
 }
 
 /**
- * Weak positives from task names: row-major n x n, 1 where two different tasks share their source dataset or
- * their name words overlap with Jaccard >= `jaccard` (default 0.34: e.g. 1 of 2 words, 2 of 3 or 5; 1 of 3 is not enough).
+ * Weak positives from task names: row-major n x n weights. 1 where the name words of two different tasks
+ * overlap with Jaccard >= `jaccard` (default 0.34: e.g. 1 of 2 words, 2 of 3 or 5; 1 of 3 is not enough),
+ * else `dataset` (default 0.1) where they share their source dataset, else 0. Same-dataset tasks are mostly
+ * different kinds of task (quoref question generation, quoref answer generation): as full positives they
+ * taught the channel the dataset and cost kind@5 (README); at 0.1 they keep it from forgetting the domain.
  */
-export function weakPositives(names: string[], jaccard = 0.34): Uint8Array {
+export function weakPositives(names: string[], jaccard = 0.34, dataset = 0.1): Float64Array {
   const n = names.length;
   const ds = names.map(datasetOf);
   const ws = names.map((x) => new Set(nameWords(x)));
-  const P = new Uint8Array(n * n);
+  const P = new Float64Array(n * n);
   for (let i = 0; i < n; i++)
     for (let j = i + 1; j < n; j++) {
-      let pos = ds[i] !== undefined && ds[i] === ds[j];
-      if (!pos) {
-        let inter = 0;
-        for (const w of ws[i]) if (ws[j].has(w)) inter++;
-        const uni = ws[i].size + ws[j].size - inter;
-        pos = uni > 0 && inter / uni >= jaccard;
-      }
-      if (pos) P[i * n + j] = P[j * n + i] = 1;
+      let inter = 0;
+      for (const w of ws[i]) if (ws[j].has(w)) inter++;
+      const uni = ws[i].size + ws[j].size - inter;
+      const p = uni > 0 && inter / uni >= jaccard ? 1 : ds[i] !== undefined && ds[i] === ds[j] ? dataset : 0;
+      if (p) P[i * n + j] = P[j * n + i] = p;
     }
   return P;
 }
@@ -269,7 +273,7 @@ export async function trainAligned(tasks: NamedTask[], opts: AlignedOptions = {}
       for (let a = 0; a < rs.length; a++) for (let b = 0; b < rs.length; b++) HH[rs[a] * n + rs[b]] += vs[a] * vs[b];
     }
   }
-  const P = weakPositives(tasks.map((t) => t.name), o.jaccard);
+  const P = weakPositives(tasks.map((t) => t.name), o.jaccard, o.dataset);
   const hasPos = new Uint8Array(n);
   let positives = 0;
   for (let i = 0; i < n; i++)
@@ -315,12 +319,12 @@ export async function trainAligned(tasks: NamedTask[], opts: AlignedOptions = {}
         const e = j === i ? 0 : Math.exp(S[j] - mx);
         S[j] = e;
         den += e;
-        if (P[ro + j]) num += e;
+        num += P[ro + j] * e;
       }
       loss -= Math.log(num / den);
       const a = 1 / (den * anchors);
       const b = 1 / (num * anchors);
-      for (let j = 0; j < n; j++) G[ro + j] = S[j] * a - (P[ro + j] ? S[j] * b : 0);
+      for (let j = 0; j < n; j++) G[ro + j] = S[j] * a - P[ro + j] * S[j] * b;
     }
     losses.push(loss / anchors);
     // dZh = cz (G + G^T) Zh, then through the normalization.

@@ -125,9 +125,9 @@ export class HybridEmbedder implements Embedder {
     this.lexical = new LexicalEmbedder({ tf: "bm25", ...o.lexical });
     this.shapeWeight = o.shape ?? 0.15;
     this.explanationWeight = o.explanation ?? 0.5;
-    this.explanations = new LexicalEmbedder();
+    this.explanations = new LexicalEmbedder({ bigrams: o.lexical?.bigrams });
     this.inputWeight = o.input ?? 0;
-    this.inputs = new LexicalEmbedder();
+    this.inputs = new LexicalEmbedder({ bigrams: o.lexical?.bigrams });
     if (!(this.inputWeight >= 0) || !Number.isFinite(this.inputWeight)) throw new RangeError(`hybrid: input weight must be a number >= 0, got ${o.input}`);
     if (!(this.explanationWeight >= 0) || !Number.isFinite(this.explanationWeight))
       throw new RangeError(`hybrid: explanation weight must be a number >= 0, got ${o.explanation}`);

@@ -5,7 +5,11 @@
 // vocabulary of the corpus it was fitted on (the pool); words outside that vocabulary are ignored.
 // Variants (measured in the README): `tf: "raw"` (plain counts), `tf: "bm25"` (Okapi BM25 saturation
 // tf·(k1+1) / (tf + k1·(1 − b + b·len/avglen)), the average length taken from the fitted corpus), and
-// `plain` (= raw tf, no stemming, no stopwords: textbook TF-IDF).
+// `plain` (= raw tf, no stemming, no stopwords, no bigrams: textbook TF-IDF).
+// Terms are the tokens and, by default, the bigrams of adjacent tokens after stopword removal
+// ("generat_question" beside "generat" and "question"): an instruction's task is often a phrase ("generate a
+// question" vs "answer the question"). Measured against unigrams in the README (issue 16): +0.019 kind@5
+// on the whole training split, +0.026 cross-fitted; `nobigram` turns them off.
 import { createHash } from "node:crypto";
 import { porterStem } from "../metrics/porter.js";
 import type { Embedder } from "./embedder.js";
@@ -32,6 +36,8 @@ export interface LexicalOptions {
   /** BM25 parameters (defaults 1.2 and 0.75). */
   k1?: number;
   b?: number;
+  /** Add the bigrams of adjacent tokens as terms (default true). */
+  bigrams?: boolean;
 }
 
 export function tokenize(text: string, stem = true, stopwords = true): string[] {
@@ -43,6 +49,15 @@ export function tokenize(text: string, stem = true, stopwords = true): string[] 
   return out;
 }
 
+/** The terms of a text: its tokens, then (with `bigrams`) each pair of adjacent tokens joined by "_". */
+export function termsOf(text: string, stem = true, stopwords = true, bigrams = true): string[] {
+  const t = tokenize(text, stem, stopwords);
+  if (!bigrams) return t;
+  const out = t.slice();
+  for (let i = 0; i + 1 < t.length; i++) out.push(`${t[i]}_${t[i + 1]}`);
+  return out;
+}
+
 export class LexicalEmbedder implements Embedder {
   readonly name: string;
   private readonly stem: boolean;
@@ -51,6 +66,7 @@ export class LexicalEmbedder implements Embedder {
   private readonly stopwords: boolean;
   private readonly k1: number;
   private readonly b: number;
+  private readonly bigrams: boolean;
   private avgLen = 1;
   private vocab = new Map<string, number>();
   private idf = new Float64Array(0);
@@ -63,10 +79,11 @@ export class LexicalEmbedder implements Embedder {
     this.stopwords = opts.stopwords ?? true;
     this.k1 = opts.k1 ?? 1.2;
     this.b = opts.b ?? 0.75;
+    this.bigrams = opts.bigrams ?? true;
     if (!Number.isInteger(this.minDf) || this.minDf < 1) throw new RangeError(`minDf must be a positive integer, got ${opts.minDf}`);
     if (!["sublinear", "raw", "bm25"].includes(this.tf)) throw new RangeError(`tf must be sublinear, raw or bm25, got ${opts.tf}`);
     if (!(this.k1 > 0) || !(this.b >= 0 && this.b <= 1)) throw new RangeError(`bm25: need k1 > 0 and 0 <= b <= 1, got k1=${opts.k1} b=${opts.b}`);
-    const tags = [this.tf !== "sublinear" ? this.tf : "", this.stem ? "" : "nostem", this.stopwords ? "" : "nostop"].filter(Boolean);
+    const tags = [this.tf !== "sublinear" ? this.tf : "", this.stem ? "" : "nostem", this.stopwords ? "" : "nostop", this.bigrams ? "" : "nobigram"].filter(Boolean);
     this.name = tags.length ? `lexical:${tags.join(",")}` : "lexical";
   }
 
@@ -87,7 +104,7 @@ export class LexicalEmbedder implements Embedder {
     const df = new Map<string, number>();
     let total = 0;
     for (const text of corpus) {
-      const toks = tokenize(text, this.stem, this.stopwords);
+      const toks = termsOf(text, this.stem, this.stopwords, this.bigrams);
       total += toks.length;
       for (const t of new Set(toks)) df.set(t, (df.get(t) ?? 0) + 1);
     }
@@ -98,6 +115,7 @@ export class LexicalEmbedder implements Embedder {
     this.idf = Float64Array.from(terms, (t) => Math.log((1 + n) / (1 + (df.get(t) as number))) + 1);
     const h = createHash("sha256");
     h.update(`lexical-v1 stem=${this.stem} n=${n}\n`);
+    if (this.bigrams) h.update("bigrams\n");
     if (this.tf !== "sublinear" || !this.stopwords) h.update(`tf=${this.tf} k1=${this.k1} b=${this.b} avglen=${this.avgLen} stop=${this.stopwords}\n`);
     terms.forEach((t, i) => h.update(`${t}\t${this.idf[i]}\n`));
     this.fingerprint = h.digest("hex");
@@ -114,7 +132,7 @@ export class LexicalEmbedder implements Embedder {
     const row = new Float64Array(dim);
     texts.forEach((text, r) => {
       const tf = new Map<number, number>();
-      const toks = tokenize(text, this.stem, this.stopwords);
+      const toks = termsOf(text, this.stem, this.stopwords, this.bigrams);
       for (const t of toks) {
         const j = this.vocab.get(t);
         if (j !== undefined) tf.set(j, (tf.get(j) ?? 0) + 1);

@@ -11,22 +11,23 @@ import type { LexicalOptions } from "./lexical.js";
 /** The embedder `instill select` and `select-train` use when none is named. */
 export const DEFAULT_EMBEDDER = "hybrid";
 
-const LEXICAL_FLAGS = "nostem, nostop, raw, bm25, plain (= raw,nostem,nostop)";
+const LEXICAL_FLAGS = "nostem, nostop, nobigram, raw, bm25, plain (= raw,nostem,nostop,nobigram)";
 
-/** lexical[:flag,flag...]: nostem, nostop, raw, bm25, plain. */
+/** lexical[:flag,flag...]: nostem, nostop, nobigram, raw, bm25, plain. */
 export function lexicalOptions(arg: string | undefined, who = "--embedder lexical"): LexicalOptions {
   const o: LexicalOptions = {};
   for (const f of (arg ?? "").split(",").map((x) => x.trim()).filter(Boolean)) {
     if (f === "nostem") o.stem = false;
     else if (f === "nostop") o.stopwords = false;
+    else if (f === "nobigram") o.bigrams = false;
     else if (f === "raw" || f === "bm25" || f === "sublinear") o.tf = f;
-    else if (f === "plain") Object.assign(o, { tf: "raw", stem: false, stopwords: false });
+    else if (f === "plain") Object.assign(o, { tf: "raw", stem: false, stopwords: false, bigrams: false });
     else throw new RangeError(`${who}: unknown option '${f}' (expected ${LEXICAL_FLAGS})`);
   }
   return o;
 }
 
-/** hybrid[:shape=W][,explanation=W][,input=W][,tf=bm25|sublinear|raw][,nostem][,trained=DIR][,trained-weight=W]. */
+/** hybrid[:shape=W][,explanation=W][,input=W][,tf=bm25|sublinear|raw][,nostem][,nobigram][,trained=DIR][,trained-weight=W]. */
 async function createHybrid(arg: string | undefined): Promise<HybridEmbedder> {
   let shape: number | undefined;
   let explanation: number | undefined;
@@ -48,9 +49,10 @@ async function createHybrid(arg: string | undefined): Promise<HybridEmbedder> {
     else if (k === "input") input = weight(k, v);
     else if (k === "tf" && ["bm25", "sublinear", "raw"].includes(v)) lex.tf = v as LexicalOptions["tf"];
     else if (k === "nostem" && eq < 0) lex.stem = false;
+    else if (k === "nobigram" && eq < 0) lex.bigrams = false;
     else if (k === "trained" && v) trained = v;
     else if (k === "trained-weight") extraWeight = weight(k, v);
-    else throw new RangeError(`--embedder hybrid: unknown option '${part}' (expected shape=W, explanation=W, input=W, tf=bm25|sublinear|raw, nostem, trained=DIR, trained-weight=W)`);
+    else throw new RangeError(`--embedder hybrid: unknown option '${part}' (expected shape=W, explanation=W, input=W, tf=bm25|sublinear|raw, nostem, nobigram, trained=DIR, trained-weight=W)`);
   }
   const extra = trained ? await createTrainedEmbedder(trained) : undefined;
   return new HybridEmbedder({ lexical: lex, shape, explanation, input, extra, extraWeight });

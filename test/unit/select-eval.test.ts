@@ -23,9 +23,9 @@ const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).reduce
 describe("lexical variants", () => {
   const corpus = ["cats chase mice", "dogs chase cats cats", "the stock market fell"];
   it("bm25 matches the written-out Okapi formula with the corpus's average length", async () => {
-    const e = new LexicalEmbedder({ stem: false, tf: "bm25" });
+    const e = new LexicalEmbedder({ stem: false, tf: "bm25", bigrams: false });
     e.fit(corpus);
-    expect(e.name).toBe("lexical:bm25,nostem");
+    expect(e.name).toBe("lexical:bm25,nostem,nobigram");
     const { terms, idf } = e.vocabulary();
     const avg = (3 + 4 + 3) / 3;  // "the" is a stopword: 3 tokens in the last text
     const text = "cats cats dogs";
@@ -39,7 +39,7 @@ describe("lexical variants", () => {
   });
   it("plain is raw counts without stemming or stopwords; unknown options are errors", async () => {
     const e = await createEmbedder("lexical:plain");
-    expect(e.name).toBe("lexical:raw,nostem,nostop");
+    expect(e.name).toBe("lexical:raw,nostem,nostop,nobigram");
     e.fit!(corpus);
     const m = toMatrix(await e.embed(["the cats cats"]), 1);
     const { terms, idf } = (e as LexicalEmbedder).vocabulary();

@@ -4,7 +4,7 @@ import { describe, expect, it, beforeAll } from "vitest";
 import { mkdtempSync, readdirSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LexicalEmbedder, tokenize } from "../../src/select/lexical.js";
+import { LexicalEmbedder, termsOf, tokenize } from "../../src/select/lexical.js";
 import { bruteForceTopk } from "../../src/select/topk.js";
 import { selectTasks, SelectionError } from "../../src/select/select.js";
 import type { PoolTask } from "../../src/select/select.js";
@@ -29,7 +29,7 @@ describe("tokenize", () => {
 describe("lexical embedder (TF-IDF)", () => {
   const corpus = ["cats chase mice", "dogs chase cats", "the stock market fell"];
   it("matches an independent TF-IDF computation", async () => {
-    const e = new LexicalEmbedder({ stem: false });
+    const e = new LexicalEmbedder({ stem: false, bigrams: false });
     e.fit(corpus);
     const { terms, idf } = e.vocabulary();
     expect(terms).toEqual(["cats", "chase", "dogs", "fell", "market", "mice", "stock"]);
@@ -43,6 +43,24 @@ describe("lexical embedder (TF-IDF)", () => {
     expect(m.data[0]).toBeCloseTo(wc / n, 6);
     expect(m.data[2]).toBeCloseTo(wd / n, 6);
     expect(Array.from(m.data).filter((x) => x !== 0)).toHaveLength(2);
+  });
+  it("adds the bigrams of adjacent tokens after stopwords are dropped, weighted like any term", async () => {
+    expect(termsOf("Generate a question about the passage", false)).toEqual(["generate", "question", "passage", "generate_question", "question_passage"]);
+    expect(termsOf("Generate a question", false, true, false)).toEqual(["generate", "question"]);
+    expect(new LexicalEmbedder().name).toBe("lexical");  // bigrams are the default
+    const e = new LexicalEmbedder({ stem: false });
+    e.fit(corpus);
+    const { terms, idf } = e.vocabulary();
+    expect(terms).toEqual(["cats", "cats_chase", "chase", "chase_cats", "chase_mice", "dogs", "dogs_chase", "fell", "market", "market_fell", "mice", "stock", "stock_market"]);
+    const m = toMatrix(await e.embed(["dogs chase cats"]), 1);
+    const w = ["cats", "chase", "chase_cats", "dogs", "dogs_chase"].map((t) => idf[terms.indexOf(t)]);
+    const n = Math.hypot(...w);
+    expect(m.data[terms.indexOf("dogs_chase")]).toBeCloseTo(w[4] / n, 6);
+    expect(Array.from(m.data).filter((x) => x !== 0)).toHaveLength(5);
+    // the fingerprint (cache key) tells the two apart
+    const u = new LexicalEmbedder({ stem: false, bigrams: false });
+    u.fit(corpus);
+    expect(u.cacheKey()).not.toBe(e.cacheKey());
   });
   it("needs fit first and gives zero vectors for out-of-vocabulary text", async () => {
     const e = new LexicalEmbedder();
