@@ -18,7 +18,17 @@ import type { SniExample } from "../data/types.js";
 import { createEmbedder } from "../select/registry.js";
 import { holdOutLastDefinition, TrainedEmbedder, trainSentenceEncoder, wordingRetrieval } from "../select/trained.js";
 import type { TrainEmbedderOptions, ViewSource } from "../select/trained.js";
-import { chanceHeldOut, chanceMeasures, crossFitSplits, evaluateEmbedder, evaluateHeldOut, pairedDifference, trainsOnPool } from "../select/evaluate.js";
+import {
+  chanceHeldOut,
+  chanceMeasures,
+  chanceTargets,
+  crossFitSplits,
+  evaluateEmbedder,
+  evaluateHeldOut,
+  evaluateTargets,
+  pairedDifference,
+  trainsOnPool,
+} from "../select/evaluate.js";
 import type { EmbedderMeasures, EvalTask, HeldOutSplit, PairedDifference, PrecisionAtK } from "../select/evaluate.js";
 import { HybridEmbedder } from "../select/hybrid.js";
 import { AlignedEmbedder, parseAlignedArg } from "../select/aligned.js";
@@ -127,7 +137,7 @@ export function registerSelectEmbedder(program: Command): void {
       "words (a sentence encoder trained on views of each task, InfoNCE; --init for T5) or aligned (hybrid + a low-rank channel trained on the pool's task names as weak positives; use it with --embedder aligned:<out>)",
       "words",
     )
-    .option("--options <k=v,...>", "aligned: rank=32,weight=0.15,temperature=0.2,steps=200,lr=0.05,seed=0,jaccard=0.34,shape=0.15,explanation=0.5,input=0.35")
+    .option("--options <k=v,...>", "aligned: rank=32,weight=0.15,temperature=0.2,steps=200,lr=0.05,seed=0,jaccard=0.34,dataset=1,shape=0.15,explanation=0.5,input=0.35")
     .option("--init <checkpoint>", "initialize from a T5 checkpoint's encoder (and use its tokenizer); default: a word-level transformer with a vocabulary built from the pool")
     .option("--steps <n>", "optimizer steps (0 writes the untrained encoder)", "300")
     .option("--batch <n>", "tasks per step (each gives two views)", "32")
@@ -257,6 +267,11 @@ export function registerSelectEmbedder(program: Command): void {
       [] as string[],
     )
     .option("--outside-split", "held-out protocol: measure on the pool's tasks outside the training split (trainable embedders are trained on the split)")
+    .option(
+      "--targets-outside",
+      "held-out protocol, as INSTA is used: the pool's tasks outside the training split are targets that select from the split " +
+        "(trainable embedders trained on the split); precision of each target's top-k split tasks against its own label",
+    )
     .option("--json", "print JSON")
     .action(
       async (o: {
@@ -270,15 +285,16 @@ export function registerSelectEmbedder(program: Command): void {
         example: boolean;
         crossFit?: boolean;
         outsideSplit?: boolean;
+        targetsOutside?: boolean;
         baseline: string[];
         json?: boolean;
       }) => {
         if (!o.pool) throw new Error("--pool is required");
         const k = num(o.k, "--k", true, 1)!;
         const folds = num(o.folds, "--folds", true, 2)!;
-        if (o.crossFit && o.outsideSplit) throw new Error("--cross-fit and --outside-split: give one of them");
-        const heldOut = o.crossFit || o.outsideSplit;
-        if (heldOut && o.recipe.length) throw new Error("--recipe is cross-fitted by itself; leave out --cross-fit / --outside-split");
+        if ([o.crossFit, o.outsideSplit, o.targetsOutside].filter(Boolean).length > 1) throw new Error("--cross-fit, --outside-split and --targets-outside: give one of them");
+        const heldOut = o.crossFit || o.outsideSplit || o.targetsOutside;
+        if (heldOut && o.recipe.length) throw new Error("--recipe is cross-fitted by itself; leave out --cross-fit / --outside-split / --targets-outside");
         const specs = o.embedder.length || o.recipe.length ? o.embedder : heldOut ? ["lexical:plain", "lexical", "hybrid", "aligned"] : ["lexical:plain", "lexical", "lexical:bm25", "hybrid"];
         const toEval = (t: ViewSource): EvalTask => ({
           name: t.name,
@@ -289,17 +305,25 @@ export function registerSelectEmbedder(program: Command): void {
         });
         let sources: ViewSource[];
         let splits: HeldOutSplit[] | undefined;
+        let targetSplit: { pool: number[]; targets: number[] } | undefined;
         let tasks: EvalTask[];
-        if (o.outsideSplit) {
+        if (o.outsideSplit || o.targetsOutside) {
+          const flag = o.outsideSplit ? "--outside-split" : "--targets-outside";
           const split = resolveTrainTasks(o.pool, o, "training on");
-          if (!split) throw new Error("--outside-split: no training split beside the pool; give --train-tasks FILE");
+          if (!split) throw new Error(`${flag}: no training split beside the pool; give --train-tasks FILE`);
           const inSplit = new Set(loadViewSources(o.pool, split).map((t) => t.name));
           const all = loadViewSources(o.pool);
           sources = [...all.filter((t) => inSplit.has(t.name)), ...all.filter((t) => !inSplit.has(t.name))];
           tasks = sources.map(toEval);
           const nIn = inSplit.size;
-          splits = [{ trainOn: tasks.map((_, i) => i).slice(0, nIn), evalOn: tasks.map((_, i) => i).slice(nIn) }];
-          process.stderr.write(`note: measuring on the ${tasks.length - nIn} tasks outside the training split; trainable embedders train on its ${nIn}\n`);
+          const rows = tasks.map((_, i) => i);
+          if (o.outsideSplit) {
+            splits = [{ trainOn: rows.slice(0, nIn), evalOn: rows.slice(nIn) }];
+            process.stderr.write(`note: measuring on the ${tasks.length - nIn} tasks outside the training split; trainable embedders train on its ${nIn}\n`);
+          } else {
+            targetSplit = { pool: rows.slice(0, nIn), targets: rows.slice(nIn) };
+            process.stderr.write(`note: the ${tasks.length - nIn} tasks outside the training split select from its ${nIn}; trainable embedders train on the split\n`);
+          }
         } else {
           sources = loadViewSources(o.pool, resolveTrainTasks(o.pool, o, "evaluating on"));
           tasks = sources.map(toEval);
@@ -307,8 +331,12 @@ export function registerSelectEmbedder(program: Command): void {
         }
         const multi = heldOut ? 0 : sources.filter((t) => t.definitions.length >= 3).length;
         const out: Record<string, EmbedderMeasures & { wording?: { accuracy: number; queries: number; candidates: number; chance: number } }> = {};
-        out.random = splits ? chanceHeldOut(tasks, splits, k) : chanceMeasures(tasks, k);
+        out.random = targetSplit ? chanceTargets(tasks, targetSplit, k) : splits ? chanceHeldOut(tasks, splits, k) : chanceMeasures(tasks, k);
         for (const spec of specs) {
+          if (targetSplit) {
+            out[spec] = await evaluateTargets(tasks, spec, () => createEmbedder(spec), targetSplit, { k });
+            continue;
+          }
           if (splits) {
             out[spec] = await evaluateHeldOut(tasks, spec, () => createEmbedder(spec), splits, { k });
             continue;
@@ -381,7 +409,9 @@ export function registerSelectEmbedder(program: Command): void {
           ? `cross-fitted over ${splits!.length} folds by source dataset (fitted on, and leave-one-out within, each fold; trainable embedders trained on the other folds)`
           : o.outsideSplit
             ? `the ${first.tasks} tasks outside the training split (trainable embedders trained on the split)`
-            : "leave-one-out";
+            : o.targetsOutside
+              ? `the ${first.tasks} tasks outside the training split as targets selecting from its ${targetSplit!.pool.length} (trainable embedders trained on the split; chance = the split's share of the target's label)`
+              : "leave-one-out";
         const lines = [
           `${heldOut ? first.tasks : tasks.length} tasks from ${basename(o.pool)}; ${protocol} precision@${k} (labelled queries: dataset ${first.dataset.queries}, kind ${first.kind.queries}` +
             (first.category ? `, category ${first.category.queries}` : "") +

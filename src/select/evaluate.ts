@@ -474,6 +474,96 @@ export async function evaluateHeldOut(
   return res;
 }
 
+/** A task's categories as one label (sorted, joined), or undefined without any. */
+function categoryLabel(t: EvalTask): string | undefined {
+  return t.categories?.length ? [...t.categories].sort().join(" | ") : undefined;
+}
+
+/** Precision@k of targets' top-k among pool rows against labels; only targets whose label the pool has are queried. */
+export function targetPrecisionAtK(
+  neighbours: Int32Array,
+  k: number,
+  targetLabels: (string | undefined)[],
+  poolLabels: (string | undefined)[],
+  rows: number[],
+  n: number,
+): PrecisionAtK {
+  const size = new Map<string, number>();
+  for (const l of poolLabels) if (l !== undefined) size.set(l, (size.get(l) ?? 0) + 1);
+  const perTask = new Array<number>(n).fill(NaN);
+  let p = 0;
+  let ch = 0;
+  let q = 0;
+  const groups = new Set<string>();
+  targetLabels.forEach((l, i) => {
+    if (l === undefined || !size.has(l)) return;
+    let hit = 0;
+    for (let t = 0; t < k; t++) if (poolLabels[neighbours[i * k + t]] === l) hit++;
+    perTask[rows[i]] = hit / k;
+    p += hit / k;
+    ch += (size.get(l) as number) / poolLabels.length;
+    q++;
+    groups.add(l);
+  });
+  const precision = q ? p / q : NaN;
+  const chance = q ? ch / q : NaN;
+  return { k, precision, chance, lift: chance > 0 ? precision / chance : NaN, queries: q, groups: groups.size, perTask };
+}
+
+/**
+ * Targets select from a pool, as INSTA is used: the embedder is trained on the pool when it is trainable
+ * (its names are the weak supervision; the targets' names are never read), fitted on the pool, and each target's
+ * top-k pool tasks are scored against the target's label (chance: the pool's share of that label). Rows pair
+ * across embedders; perTask is indexed by `tasks`.
+ */
+export async function evaluateTargets(
+  tasks: EvalTask[],
+  name: string,
+  create: () => Promise<Embedder>,
+  split: { pool: number[]; targets: number[] },
+  o: { k?: number } = {},
+): Promise<EmbedderMeasures> {
+  const k = o.k ?? 5;
+  if (split.pool.length < k) throw new RangeError(`target measure: the pool has ${split.pool.length} tasks; k = ${k} needs at least ${k}`);
+  const t0 = performance.now();
+  const pool = split.pool.map((i) => tasks[i]);
+  const targets = split.targets.map((i) => tasks[i]);
+  const e = await create();
+  try {
+    if (trainsOnPool(e)) await (e as unknown as Trainable).train(pool);
+    await fitOnTasks(e, pool);
+    const P = normalizeRows(await embedTaskMatrix(e, pool));
+    const Q = normalizeRows(await embedTaskMatrix(e, targets));
+    const index = new ColumnIndex(P);
+    const s = new Float64Array(P.rows);
+    const nb = new Int32Array(Q.rows * k);
+    for (let q = 0; q < Q.rows; q++) {
+      index.scores(Q.data, q * Q.dim, s);
+      topIndices(s, k).forEach((r, t) => (nb[q * k + t] = r));
+    }
+    const N = tasks.length;
+    const by = (f: (t: EvalTask) => string | undefined) => targetPrecisionAtK(nb, k, targets.map(f), pool.map(f), split.targets, N);
+    const res: EmbedderMeasures = { embedder: name, tasks: targets.length, dataset: by((t) => datasetOf(t.name)), kind: by((t) => kindOf(t.name)), seconds: 0 };
+    if (tasks.some((t) => t.categories?.length)) res.category = by(categoryLabel);
+    res.seconds = (performance.now() - t0) / 1000;
+    return res;
+  } finally {
+    (e as { dispose?: () => void }).dispose?.();
+  }
+}
+
+/** Chance for target measures: k random pool picks (the pool's share of each target's label). */
+export function chanceTargets(tasks: EvalTask[], split: { pool: number[]; targets: number[] }, k = 5): EmbedderMeasures {
+  const none = new Int32Array(split.targets.length * k).fill(-1);
+  const by = (f: (t: EvalTask) => string | undefined): PrecisionAtK => {
+    const p = targetPrecisionAtK(none, k, split.targets.map((i) => f(tasks[i])), split.pool.map((i) => f(tasks[i])), split.targets, tasks.length);
+    return { ...p, precision: p.chance, lift: 1, perTask: undefined };
+  };
+  const res: EmbedderMeasures = { embedder: "random", tasks: split.targets.length, dataset: by((t) => datasetOf(t.name)), kind: by((t) => kindOf(t.name)), seconds: 0 };
+  if (tasks.some((t) => t.categories?.length)) res.category = by(categoryLabel);
+  return res;
+}
+
 /** Chance for held-out measures: k random picks within each split's evalOn tasks. */
 export function chanceHeldOut(tasks: EvalTask[], splits: HeldOutSplit[], k = 5): EmbedderMeasures {
   const parts = splits.map((s) => ({ m: chanceMeasures(s.evalOn.map((i) => tasks[i]), k), rows: s.evalOn }));

@@ -82,7 +82,7 @@ export const EMBEDDERS = new Map<string, { describe: string; create: EmbedderFac
     {
       describe:
         "hybrid (with input=0.35) and a learned low-rank channel aligned on the meta-dataset's task names (same source dataset or name words as positives); " +
-        "trained on the pool when no folder is given: aligned[:DIR][,rank=R,weight=W,temperature=T,steps=N,lr=LR,seed=S,jaccard=J,shape=W,explanation=W,input=W]",
+        "trained on the pool when no folder is given: aligned[:DIR][,rank=R,weight=W,temperature=T,steps=N,lr=LR,seed=S,jaccard=J,dataset=W,shape=W,explanation=W,input=W]",
       create: createAlignedEmbedder,
     },
   ],

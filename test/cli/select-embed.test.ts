@@ -115,6 +115,17 @@ describe("instill select-embedder", () => {
     const j = JSON.parse(cf.stdout);
     expect(Object.keys(j)).toEqual(["random", "lexical", "aligned:steps=10,rank=8"]);
     expect(j["aligned:steps=10,rank=8"].vs.baseline).toBe("lexical");
+    // targets outside the split select from it; aligned trains on the split
+    const to = run(["select-embedder", "eval", "--pool", tasksDir, "--targets-outside", "--embedder", "lexical", "--embedder", "aligned:steps=5,rank=8", "--json"]);
+    expect(to.status, to.stderr).toBe(0);
+    expect(to.stderr).toMatch(/tasks outside the training split select from its \d+/);
+    const tj = JSON.parse(to.stdout);
+    expect(Object.keys(tj)).toEqual(["random", "lexical", "aligned:steps=5,rank=8"]);
+    expect(tj.lexical.dataset.precision).toBeGreaterThan(tj.random.dataset.precision);
+    expect(tj.lexical.category.precision).toBeGreaterThan(tj.random.category.precision);
+    const two = run(["select-embedder", "eval", "--pool", tasksDir, "--cross-fit", "--targets-outside", "--embedder", "lexical"]);
+    expect(two.status).toBe(1);
+    expect(two.stderr).toMatch(/give one of them/);
     const bad = run(["select-embedder", "train", "--method", "nope", "--pool", tasksDir, "--out", join(tmp, "y")]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/--method: expected words or aligned/);

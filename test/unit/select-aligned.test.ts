@@ -2,8 +2,9 @@
 // positives from task names, the sketch start, training lowers the loss and is deterministic, save/load gives
 // the same vectors, the embedding's cosine is (cos_hybrid + w cos_z) / (1 + w), fitting without names or a
 // model is refused, the hybrid's input channel, and the held-out protocols (cross-fit by dataset, outside the
-// training split) never train on a measured task; on the real NIV2 definitions (skipped without ../shared)
-// the cross-fitted ordering plain TF-IDF < lexical < hybrid < hybrid:input=0.35 (dataset@5).
+// training split, targets selecting from the split) never train on a measured task, the objective's gradient
+// against central finite differences (weighted positives); on the real NIV2 definitions (skipped without
+// ../shared) the cross-fitted ordering plain TF-IDF < lexical (both measures) and the hybrid's channels.
 import { describe, expect, it } from "vitest";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,6 +12,8 @@ import { join } from "node:path";
 import {
   AlignedEmbedder,
   ALIGNED_DEFAULTS,
+  alignedObjective,
+  sparseNormalized,
   loadAligned,
   nameWords,
   parseAlignedArg,
@@ -21,7 +24,7 @@ import {
 import { HybridEmbedder, exampleInputText } from "../../src/select/hybrid.js";
 import { createEmbedder } from "../../src/select/registry.js";
 import { normalizeRows, toMatrix } from "../../src/select/embedder.js";
-import { crossFitSplits, datasetFolds, evaluateHeldOut, trainsOnPool } from "../../src/select/evaluate.js";
+import { chanceTargets, crossFitSplits, datasetFolds, evaluateHeldOut, evaluateTargets, trainsOnPool } from "../../src/select/evaluate.js";
 import type { EvalTask } from "../../src/select/evaluate.js";
 import { readDefinitions, restrictPool } from "../../src/select/pool.js";
 import { sharedDir, sharedOrSkipMessage } from "../helpers/native.js";
@@ -45,23 +48,57 @@ function synthetic(): EvalTask[] {
 }
 
 describe("aligned embedder", () => {
-  it("reads weak positives from names: name words with Jaccard >= 0.34 (1), else the same dataset (0.1)", () => {
+  it("reads weak positives from names: name words with Jaccard >= 0.34 (1), else the same dataset (weight `dataset`)", () => {
     expect(nameWords("task001_quoref_question_generation")).toEqual(["question", "generation"]);
     expect(nameWords("task648_answer_generation")).toEqual(["answer", "generation"]);  // generic first word: no dataset
     expect(nameWords("task1342_amazon_us_reviews_title")).toEqual(["us", "reviews", "title"]);
     const names = ["task1_quoref_question_generation", "task2_quoref_answer_generation", "task3_squad_question_generation", "task4_imdb_sentiment_classification"];
     const P = weakPositives(names, 0.34);
     const at = (i: number, j: number) => P[i * 4 + j];
-    expect(at(0, 1)).toBe(0.1);  // same dataset, other kind of task: a weak positive
-    expect(weakPositives(names, 0.34, 1)[1]).toBe(1);
+    expect(at(0, 1)).toBe(1);  // same dataset (default weight 1)
+    expect(weakPositives(names, 0.34, 0.1)[1]).toBe(0.1);  // a weaker positive than a shared kind
     expect(weakPositives(names, 0.34, 0)[1]).toBe(0);
-    expect(weakPositives(["task1_quoref_question_generation", "task2_quoref_question_generation"])[1]).toBe(1);  // both: 1
+    expect(weakPositives(["task1_quoref_question_generation", "task2_quoref_question_generation"], 0.34, 0.1)[1]).toBe(1);  // both: 1
     expect(at(0, 2)).toBe(1);  // same name words
     expect(at(1, 2)).toBe(0);  // "generation" is 1 of 3 words: Jaccard 0.33
     expect(weakPositives(["task1_a_question_generation_x", "task2_b_question_generation"], 0.34)[1]).toBe(1);  // 2 of 3
     expect(at(0, 3)).toBe(0);
     expect(at(0, 0)).toBe(0);
     expect(weakPositives(names, 0.3)[1 * 4 + 2]).toBe(1);
+  });
+
+  it("the training objective's gradient matches central finite differences (weighted positives, weight decay)", () => {
+    const n = 7, D = 6, r = 3;
+    let seed = 12345;
+    const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
+    const dense = Float32Array.from({ length: n * D }, () => (rnd() < 0.5 ? 0 : rnd() - 0.3));
+    dense[0] = 1;  // no all-zero row
+    const H = sparseNormalized(dense, n, D);
+    const hd = new Float64Array(n * D);
+    for (let i = 0; i < n; i++) for (let p = H.ptr[i]; p < H.ptr[i + 1]; p++) hd[i * D + H.cols[p]] = H.vals[p];
+    const HH = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let d = 0; d < D; d++) HH[i * n + j] += hd[i * D + d] * hd[j * D + d];
+    const P = new Float64Array(n * n);
+    const pairs: [number, number, number][] = [[0, 1, 1], [0, 2, 0.1], [3, 4, 1], [5, 6, 0.1], [2, 5, 1]];
+    for (const [i, j, w] of pairs) P[i * n + j] = P[j * n + i] = w;
+    const wd = 0.01;
+    const f = alignedObjective(H, HH, P, r, 0.3, 0.2, wd);
+    const W = Float64Array.from({ length: D * r }, () => rnd() - 0.5);
+    const g = new Float64Array(D * r);
+    const scratch = new Float64Array(D * r);
+    const total = (w: Float64Array) => f(w, scratch) + (wd / 2) * w.reduce((a, x) => a + x * x, 0);
+    f(W, g);
+    const eps = 1e-6;
+    let worst = 0;
+    for (let q = 0; q < W.length; q++) {
+      const a = W.slice(), b = W.slice();
+      a[q] += eps;
+      b[q] -= eps;
+      const fd = (total(a) - total(b)) / (2 * eps);
+      worst = Math.max(worst, Math.abs(fd - g[q]) / Math.max(1e-3, Math.abs(fd)));
+    }
+    expect(worst).toBeLessThan(1e-6);
+    expect(g.some((x) => Math.abs(x) > 1e-3)).toBe(true);
   });
 
   it("sketch columns are deterministic per key and seed, ~N(0, 1/r)", () => {
@@ -157,6 +194,36 @@ describe("aligned embedder", () => {
     expect(seen).toEqual([trainOn.map((i) => tasks[i].name)]);
     expect(m.tasks).toBe(evalOn.length);
     expect(m.kind.perTask!.filter((x, i) => !Number.isNaN(x) && i % 2 === 1)).toEqual([]);
+  });
+
+  it("targets select from a pool: trained on the pool only, scored against the pool's labels and chance", async () => {
+    const tasks = synthetic();
+    // pool: datasets alpha, beta, gamma (9 tasks); targets: delta's 3 tasks, whose dataset the pool lacks
+    const pool = tasks.map((t, i) => (t.name.includes("_delta_") ? -1 : i)).filter((i) => i >= 0);
+    const targets = tasks.map((t, i) => (t.name.includes("_delta_") ? i : -1)).filter((i) => i >= 0);
+    const seen: string[][] = [];
+    const create = async () => {
+      const e = new AlignedEmbedder({ steps: 5, rank: 4 });
+      const train = e.train.bind(e);
+      e.train = async (t) => {
+        seen.push(t.map((x) => x.name));
+        return train(t);
+      };
+      return e;
+    };
+    const m = await evaluateTargets(tasks, "aligned", create, { pool, targets }, { k: 3 });
+    expect(seen).toEqual([pool.map((i) => tasks[i].name)]);
+    expect(m.tasks).toBe(3);
+    expect(m.dataset.queries).toBe(0);  // delta is not in the pool: nothing to retrieve
+    expect(m.kind.queries).toBe(3);
+    expect(m.kind.chance).toBeCloseTo(3 / 9, 12);
+    expect(m.kind.perTask!.filter((x, i) => !Number.isNaN(x) && !targets.includes(i))).toEqual([]);
+    // the kind's words are in every definition: the three same-kind pool tasks come first for each target
+    const h = await evaluateTargets(tasks, "hybrid", async () => new HybridEmbedder(), { pool, targets }, { k: 3 });
+    expect(h.kind.precision).toBe(1);
+    const c = chanceTargets(tasks, { pool, targets }, 3);
+    expect(c.kind.precision).toBeCloseTo(3 / 9, 12);
+    expect(c.dataset.queries).toBe(0);
   });
 });
 
