@@ -26,6 +26,7 @@ import {
   evaluateEmbedder,
   evaluateHeldOut,
   evaluateTargets,
+  kindOf,
   pairedDifference,
   trainsOnPool,
 } from "../select/evaluate.js";
@@ -272,6 +273,7 @@ export function registerSelectEmbedder(program: Command): void {
       "held-out protocol, as INSTA is used: the pool's tasks outside the training split are targets that select from the split " +
         "(trainable embedders trained on the split); precision of each target's top-k split tasks against its own label",
     )
+    .option("--by-kind", "also print kind@k per kind label (each embedder's mean over the queries of that kind)")
     .option("--json", "print JSON")
     .action(
       async (o: {
@@ -286,6 +288,7 @@ export function registerSelectEmbedder(program: Command): void {
         crossFit?: boolean;
         outsideSplit?: boolean;
         targetsOutside?: boolean;
+        byKind?: boolean;
         baseline: string[];
         json?: boolean;
       }) => {
@@ -430,6 +433,17 @@ export function registerSelectEmbedder(program: Command): void {
           lines.push("", `difference from ${b}, 95% paired bootstrap interval over the labelled queries:`);
           for (const [spec, v] of Object.entries(vsBy[b]))
             lines.push(`  ${spec}: dataset@${k} ${fd(v.dataset)}, kind@${k} ${fd(v.kind)}${v.category ? `, category@${k} ${fd(v.category)}` : ""}`);
+        }
+        if (o.byKind) {
+          const specsMeasured = Object.keys(out).filter((x) => x !== "random");
+          const kinds = new Map<string, number[]>();
+          tasks.forEach((t, i) => {
+            const kd = kindOf(t.name);
+            if (kd !== undefined && specsMeasured.every((x) => !Number.isNaN(out[x].kind.perTask?.[i] ?? NaN))) kinds.set(kd, [...(kinds.get(kd) ?? []), i]);
+          });
+          lines.push("", `kind@${k} by kind (queries of that kind):`, `| kind | queries | ${specsMeasured.join(" | ")} |`, `| --- | ---: |${" ---: |".repeat(specsMeasured.length)}`);
+          for (const [kd, rows] of [...kinds].sort((a, b) => b[1].length - a[1].length || a[0].localeCompare(b[0])))
+            lines.push(`| ${kd} | ${rows.length} | ${specsMeasured.map((x) => (rows.reduce((a, i) => a + out[x].kind.perTask![i], 0) / rows.length).toFixed(3)).join(" | ")} |`);
         }
         process.stdout.write(lines.join("\n") + "\n");
       },

@@ -49,6 +49,13 @@ export interface AlignedOptions {
   jaccard?: number;
   /** Weight of a same-source-dataset pair as a positive when their name words differ (default 1). */
   dataset?: number;
+  /**
+   * Only features seen in at least this many source datasets of the training pool enter the learned channel
+   * (default 3; 1: all, as models saved before this option); the others, and features never seen in
+   * training, get zero columns instead of their sketch, so the channel can only use vocabulary that is shared
+   * across datasets (held out it then helps kind@5 more and costs dataset@5 less: README).
+   */
+  minDatasets?: number;
   /** Hybrid channel weights (defaults: shape 0.15, explanation 0.5, input 0.35). */
   shape?: number;
   explanation?: number;
@@ -65,6 +72,7 @@ export const ALIGNED_DEFAULTS: Required<AlignedOptions> = {
   seed: 0,
   jaccard: 0.34,
   dataset: 1,
+  minDatasets: 3,
   shape: 0.15,
   explanation: 0.5,
   input: 0.35,
@@ -361,8 +369,18 @@ export async function trainAligned(tasks: NamedTask[], opts: AlignedOptions = {}
       }
   const anchors = hasPos.reduce((a, b) => a + b, 0);
   if (!anchors) throw new Error(`aligned: no two of the ${n} tasks share a source dataset or name words (Jaccard >= ${o.jaccard}); nothing to align on`);
+  // Features the learned channel may use: those seen in at least minDatasets source datasets.
+  const active = new Uint8Array(D).fill(1);
+  if (o.minDatasets > 1) {
+    const seenIn: Set<string>[] = Array.from({ length: D }, () => new Set<string>());
+    tasks.forEach((t, i) => {
+      const ds = datasetOf(t.name) ?? t.name;
+      for (let p = H.ptr[i]; p < H.ptr[i + 1]; p++) seenIn[H.cols[p]].add(ds);
+    });
+    seenIn.forEach((x, c) => (active[c] = x.size >= o.minDatasets ? 1 : 0));
+  }
   const W = new Float64Array(D * r);
-  keys.forEach((k, c) => sketchColumn(k, r, o.seed, W, c * r));
+  keys.forEach((k, c) => active[c] && sketchColumn(k, r, o.seed, W, c * r));
   const objective = alignedObjective(H, HH, P, r, beta, tau, o.weightDecay);
   const mom = new Float64Array(D * r);
   const vel = new Float64Array(D * r);
@@ -372,6 +390,7 @@ export async function trainAligned(tasks: NamedTask[], opts: AlignedOptions = {}
   const b2 = 0.999;
   for (let step = 0; step < o.steps; step++) {
     losses.push(objective(W, gW));
+    for (let c = 0; c < D; c++) if (!active[c]) gW.fill(0, c * r, (c + 1) * r);
     const c1 = 1 - b1 ** (step + 1);
     const c2 = 1 - b2 ** (step + 1);
     for (let q = 0; q < W.length; q++) {
@@ -410,7 +429,8 @@ export function loadAligned(dir: string): AlignedModel {
   if (!existsSync(jp)) throw new Error(`aligned: ${dir}: no aligned.json (write one with instill select-embedder train --method aligned)`);
   const j = JSON.parse(readFileSync(jp, "utf8")) as { format?: string; options?: Required<AlignedOptions>; keys?: string[]; trainedOn?: AlignedModel["trainedOn"]; losses?: number[] };
   if (j.format !== ALIGNED_FORMAT || !j.options || !Array.isArray(j.keys)) throw new Error(`aligned: ${jp}: not an ${ALIGNED_FORMAT} file`);
-  const options = { ...ALIGNED_DEFAULTS, ...j.options };
+  // Folders written before minDatasets existed used every feature (and sketches for unseen ones).
+  const options: Required<AlignedOptions> = Object.assign({}, ALIGNED_DEFAULTS, { minDatasets: 1 }, j.options);
   const buf = readFileSync(join(dir, "aligned.f32"));
   const expect = j.keys.length * options.rank * 4;
   if (buf.byteLength !== expect) throw new Error(`aligned: ${dir}/aligned.f32: ${buf.byteLength} bytes, expected ${expect} (${j.keys.length} keys x rank ${options.rank})`);
@@ -485,7 +505,9 @@ export class AlignedEmbedder implements Embedder {
     const cols = new Float64Array(keys.length * r);
     keys.forEach((k, c) => {
       const i = at.get(k);
-      if (i === undefined) sketchColumn(k, r, this.options.seed, cols, c * r);
+      if (i === undefined) {
+        if (this.options.minDatasets <= 1) sketchColumn(k, r, this.options.seed, cols, c * r);
+      }
       else for (let t = 0; t < r; t++) cols[c * r + t] = m.W[i * r + t];
     });
     this.cols = cols;
@@ -529,7 +551,7 @@ export class AlignedEmbedder implements Embedder {
 export function parseAlignedArg(arg: string | undefined): { dir?: string; options: AlignedOptions } {
   const options: AlignedOptions = {};
   let dir: string | undefined;
-  const ints = new Set(["rank", "steps", "seed"]);
+  const ints = new Set(["rank", "steps", "seed", "minDatasets"]);
   const known = new Set(Object.keys(ALIGNED_DEFAULTS).filter((k) => k !== "weightDecay"));
   for (const part of (arg ?? "").split(",").map((x) => x.trim()).filter(Boolean)) {
     const eq = part.indexOf("=");

@@ -15,9 +15,9 @@
 // get a zero shape vector, i.e. they are ranked by the other channels alone.
 //
 // The input channel (off by default, 0.35 in `aligned`): tasks of one source share an input format and
-// domain ("Passage: ... Question: ...", tweets, recipes). At 0.35 it raises dataset@5 by 0.015-0.021 with kind@5
+// domain ("Passage: ... Question: ...", tweets, recipes). At 0.35 it raises dataset@5 by 0.017-0.026 with kind@5
 // unchanged held out (cross-fitted, and outside the training split), but on the whole training pool it costs
-// kind@5 0.014 (README), and kind is what selection is for, so it is not in the default.
+// kind@5 0.011 (README), and kind is what selection is for, so it is not in the default.
 import type { Embedder, ExampleLike, TaskText } from "./embedder.js";
 import { embedMatrix, normalizeRows } from "./embedder.js";
 import { LexicalEmbedder } from "./lexical.js";
