@@ -1,15 +1,17 @@
-// The `aligned` embedder, instill's default for INSTA selection (`instill select`, `select-train`): the `hybrid`
-// channels (BM25 over the definition, the output shape and the explanations of the positive examples, plus
-// TF-IDF over the examples' inputs) concatenated with a learned low-rank channel z = normalize(W h) that is trained on the meta-dataset's
-// own tasks. This is INSTA's alignment done at the size of the data: NIV2 has one definition per task, so
-// views of one task are near-copies and a sentence encoder trained from scratch on them learns nothing beyond
-// TF-IDF (README); what the meta-dataset does have is its task names, which say which tasks are alike. The
-// weak supervision is read from the names of the *training* pool only:
+// The `aligned` embedder, INSTA's alignment to the meta-dataset (not the default of `instill select`: held out
+// it beats `lexical` but not `hybrid`, README): the `hybrid` channels (BM25 over the definition, the output shape
+// and the explanations of the positive examples, plus TF-IDF over the examples' inputs) concatenated with a
+// learned low-rank channel z = normalize(W h) that is trained on the meta-dataset's own tasks. This is INSTA's
+// alignment done at the size of the data: NIV2 has one definition per task, so views of one task are
+// near-copies and a sentence encoder trained from scratch on them learns nothing beyond TF-IDF (README); what the
+// meta-dataset does have is its task names, which say which tasks are alike. The weak supervision is read from
+// the names of the *training* pool only:
 //   positives of a task = the tasks whose name words (after the dataset word: "question generation", "answer
 //   generation", ...) overlap its own with Jaccard >= 0.34, and the other tasks of its source dataset
 //   (task1342_amazon_us_reviews_title -> amazon), the latter weighted by `dataset` (default 1; below 1 they
 //   count less than a shared kind of task, see weakPositives); every other task of the pool is a negative
-//   (lexically similar tasks of other datasets and kinds are the hard ones).
+//   (lexically similar tasks of other datasets and kinds are the hard ones). Only features seen in `minDatasets`
+//   (3) source datasets of the pool enter the learned channel, so it can only use vocabulary that transfers.
 // Names are never read at selection time: targets (and the pool) are embedded from their instruction and
 // examples alone.
 //
