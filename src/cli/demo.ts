@@ -14,9 +14,10 @@ export function registerDemo(program: Command): void {
     .option("--methods <list>", `comma-separated rows to run (default: all of ${DEMO_METHODS.join(", ")})`)
     .option("--base-reconstruct <p>", "fraction of the base's sequences whose target is the whole text (0 = T5 span corruption only)", num("--base-reconstruct"), SPAN_CORRUPTION.reconstruct)
     .option("--jobs <n>", "worker processes the seeds' bases and rows run on, each with the cores shared out (1 = all in this process)", int("--jobs"), defaultDemoJobs())
+    .option("--embedder <spec>", "the instruction embedder the insta row selects with (see instill select --help; default hybrid)")
     .option("--json", "print every number (per seed too) as one JSON object on one line")
     .option("-q, --quiet", "no progress bar")
-    .action(async (f: { out: string; quick?: boolean; seed: number; seeds?: number; methods?: string; json?: boolean; quiet?: boolean; baseReconstruct: number; jobs: number }) => {
+    .action(async (f: { out: string; quick?: boolean; seed: number; seeds?: number; methods?: string; json?: boolean; quiet?: boolean; baseReconstruct: number; jobs: number; embedder?: string }) => {
       if (f.seeds !== undefined && f.seeds < 1) throw new RangeError(`--seeds: expected a positive integer, got ${f.seeds}`);
       const r = await runDemo({
         out: f.out,
@@ -27,6 +28,7 @@ export function registerDemo(program: Command): void {
         methods: f.methods?.split(",").map((s) => s.trim()).filter(Boolean),
         baseReconstruct: f.baseReconstruct,
         jobs: f.jobs,
+        embedder: f.embedder,
       });
       if (f.json) {
         process.stdout.write(JSON.stringify(r) + "\n");

@@ -20,6 +20,7 @@ import { installTokenizer, loadTokenizer } from "../model/tokenizer.js";
 import type { T5ConfigJson } from "../model/types.js";
 import { writeReport } from "../report/report.js";
 import { selectTrain } from "../select/train.js";
+import { createEmbedder, DEFAULT_EMBEDDER } from "../select/registry.js";
 import { buildExamples, tokenizeExamples, type TokenizerLike } from "../train/batches.js";
 import { defaultConfig, type RunConfig } from "../train/config.js";
 import { finishedModelDir, InterruptedError, trainOnTasks } from "../train/trainer.js";
@@ -49,6 +50,8 @@ export interface DemoOptions {
    * runs the same code either way, so the numbers do not depend on it beyond LibTorch's thread count.
    */
   jobs?: number;
+  /** INSTA's instruction embedder for the insta row (default: `instill select`'s, DEFAULT_EMBEDDER). */
+  embedder?: string;
 }
 
 /**
@@ -118,6 +121,8 @@ export interface DemoContext {
   baseConfig: RunConfig;
   evalOptions: { batchSize: number; maxNewTokens: number; numBeams: number };
   progress: ProgressSink;
+  /** The embedder INSTA selects with. */
+  embedder: string;
 }
 
 export type { RowRun } from "../eval/row.js";
@@ -170,6 +175,7 @@ async function instaRows(ctx: DemoContext, targets: SniTask[]): Promise<RowRun[]
     train: ctx.train,
     targets,
     k: ctx.budget.instaK,
+    embedder: ctx.embedder,
     quiet: true,
     keepPredictions: true,
     hooks: () => {
@@ -273,6 +279,7 @@ export interface SeedSpec {
   budget: DemoBudget;
   config: T5ConfigJson;
   corruption: SpanCorruptionOptions;
+  embedder: string;
 }
 
 /** One unit of the demo's work: a seed's base, or rows of one group trained from that base. */
@@ -349,6 +356,7 @@ export async function runDemoJob(job: DemoJob, progress: ProgressSink): Promise<
     baseConfig,
     evalOptions: baseConfig.eval,
     progress,
+    embedder: spec.embedder,
   };
   const targets = job.targets.map((n) => {
     const t = split.test.find((x) => x.name === n);
@@ -392,6 +400,8 @@ export interface DemoResult extends DemoSummary {
   baseObjective: SpanCorruptionOptions;
   /** Processes the jobs ran on (1 = this process) and the LibTorch threads of each. */
   parallel: { jobs: number; threads: number };
+  /** The embedder the insta row selected with. */
+  instaEmbedder: string;
   report: { markdown: string; html: string; pngs: string[] };
   seconds: number;
 }
@@ -413,6 +423,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const out = o.out;
   const corruption = { ...SPAN_CORRUPTION, reconstruct: o.baseReconstruct ?? SPAN_CORRUPTION.reconstruct };
   if (!(corruption.reconstruct >= 0 && corruption.reconstruct <= 1)) throw new RangeError(`--base-reconstruct: expected a fraction in [0, 1], got ${o.baseReconstruct}`);
+  const embedder = o.embedder ?? DEFAULT_EMBEDDER;
+  if (methods.includes("insta")) ((await createEmbedder(embedder)) as { dispose?: () => void }).dispose?.();  // a bad --embedder fails here, before any work
   mkdirSync(out, { recursive: true });
 
   const structure = synthesizeSuiteV2({ seed: first, instancesPerTask: 1 });
@@ -436,7 +448,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     await init.save(initDir);
     parameters = init.parameterCount().total;
     init.dispose();
-    specs.push({ seed, quick, seedDir, dataDir, initDir, cacheRoot: join(out, "base-cache"), budget: b, config, corruption });
+    specs.push({ seed, quick, seedDir, dataDir, initDir, cacheRoot: join(out, "base-cache"), budget: b, config, corruption, embedder });
   }
   // The tasks and the split do not depend on the seed, so neither do the INSTA targets.
   const targetNames = instaTargets(seedInputs(specs[0]).split.test, groups, b.instaTargets).map((t) => t.name);
@@ -521,7 +533,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const facts = {
     model: `T5 ${config!.feed_forward_proj}, d_model ${config!.d_model}, ${config!.num_layers}+${config!.num_decoder_layers} layers, ${parameters} parameters`,
     base: `${b.baseSteps} steps of denoising on the training tasks' definitions and instance texts, from random init: T5 span corruption (15% noise, mean span 3), the whole text as target for ${Math.round(corruption.reconstruct * 100)}% of the sequences; the stand-in for a pretrained LM; cached by content hash in ${join(out, "base-cache")}`,
-    rows: `every row starts from that base and trains ${b.steps} AdamW steps (batch ${b.batchSize}, lr ${b.lr}); INSTA runs ${b.instaSteps} steps each (k = ${b.instaK})`,
+    rows: `every row starts from that base and trains ${b.steps} AdamW steps (batch ${b.batchSize}, lr ${b.lr}); INSTA runs ${b.instaSteps} steps each (k = ${b.instaK}, selected with ${embedder})`,
     data: `suite v2: ${dataFacts!.trainTasks} training tasks (${dataFacts!.trainExamples} examples per seed), ${dataFacts!.testTasks} unseen test tasks (${Object.entries(dataFacts!.testBySplit).map(([k, v]) => `${v} ${k}`).join(", ")}; ${dataFacts!.testExamples} examples per seed)`,
     decoding: "greedy, at most 24 new tokens, the same for every row",
     seeds: `${seeds.join(", ")} (each seed regenerates the suite's instances, the model init and the base)`,
@@ -550,6 +562,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     base: bases,
     baseObjective: corruption,
     parallel: { jobs: nJobs, threads },
+    instaEmbedder: embedder,
     report,
     seconds,
   };

@@ -15,9 +15,13 @@
 // get a zero shape vector, i.e. they are ranked by the other channels alone.
 //
 // The input channel (off by default, 0.35 in `aligned`): tasks of one source share an input format and
-// domain ("Passage: ... Question: ...", tweets, recipes). At 0.35 it raises dataset@5 by 0.017-0.026 with kind@5
+// domain ("Passage: ... Question: ...", tweets, recipes). At 0.35 it raises dataset@5 by 0.015-0.021 with kind@5
 // unchanged held out (cross-fitted, and outside the training split), but on the whole training pool it costs
-// kind@5 0.011 (README), and kind is what selection is for, so it is not in the default.
+// kind@5 0.014 (README), and kind is what selection is for, so it is not in the default.
+//
+// Bigrams (`lexical`'s default) are off in every channel here (`hybrid:bigram` turns them on): in `hybrid` they
+// trade dataset@5 for kind@5 on the training split, lose kind@5 when the tasks outside the split select from it,
+// and the demo's insta row trained worse on what they selected (README).
 import type { Embedder, ExampleLike, TaskText } from "./embedder.js";
 import { embedMatrix, normalizeRows } from "./embedder.js";
 import { LexicalEmbedder } from "./lexical.js";
@@ -122,12 +126,12 @@ export class HybridEmbedder implements Embedder {
   private fitted = false;
 
   constructor(o: HybridOptions = {}) {
-    this.lexical = new LexicalEmbedder({ tf: "bm25", ...o.lexical });
+    this.lexical = new LexicalEmbedder({ tf: "bm25", bigrams: false, ...o.lexical });
     this.shapeWeight = o.shape ?? 0.15;
     this.explanationWeight = o.explanation ?? 0.5;
-    this.explanations = new LexicalEmbedder({ bigrams: o.lexical?.bigrams });
+    this.explanations = new LexicalEmbedder({ bigrams: o.lexical?.bigrams ?? false });
     this.inputWeight = o.input ?? 0;
-    this.inputs = new LexicalEmbedder({ bigrams: o.lexical?.bigrams });
+    this.inputs = new LexicalEmbedder({ bigrams: o.lexical?.bigrams ?? false });
     if (!(this.inputWeight >= 0) || !Number.isFinite(this.inputWeight)) throw new RangeError(`hybrid: input weight must be a number >= 0, got ${o.input}`);
     if (!(this.explanationWeight >= 0) || !Number.isFinite(this.explanationWeight))
       throw new RangeError(`hybrid: explanation weight must be a number >= 0, got ${o.explanation}`);

@@ -27,7 +27,7 @@ export function lexicalOptions(arg: string | undefined, who = "--embedder lexica
   return o;
 }
 
-/** hybrid[:shape=W][,explanation=W][,input=W][,tf=bm25|sublinear|raw][,nostem][,nobigram][,trained=DIR][,trained-weight=W]. */
+/** hybrid[:shape=W][,explanation=W][,input=W][,tf=bm25|sublinear|raw][,nostem][,bigram][,trained=DIR][,trained-weight=W]. */
 async function createHybrid(arg: string | undefined): Promise<HybridEmbedder> {
   let shape: number | undefined;
   let explanation: number | undefined;
@@ -49,10 +49,10 @@ async function createHybrid(arg: string | undefined): Promise<HybridEmbedder> {
     else if (k === "input") input = weight(k, v);
     else if (k === "tf" && ["bm25", "sublinear", "raw"].includes(v)) lex.tf = v as LexicalOptions["tf"];
     else if (k === "nostem" && eq < 0) lex.stem = false;
-    else if (k === "nobigram" && eq < 0) lex.bigrams = false;
+    else if (k === "bigram" && eq < 0) lex.bigrams = true;
     else if (k === "trained" && v) trained = v;
     else if (k === "trained-weight") extraWeight = weight(k, v);
-    else throw new RangeError(`--embedder hybrid: unknown option '${part}' (expected shape=W, explanation=W, input=W, tf=bm25|sublinear|raw, nostem, nobigram, trained=DIR, trained-weight=W)`);
+    else throw new RangeError(`--embedder hybrid: unknown option '${part}' (expected shape=W, explanation=W, input=W, tf=bm25|sublinear|raw, nostem, bigram, trained=DIR, trained-weight=W)`);
   }
   const extra = trained ? await createTrainedEmbedder(trained) : undefined;
   return new HybridEmbedder({ lexical: lex, shape, explanation, input, extra, extraWeight });
