@@ -138,7 +138,7 @@ export function registerSelectEmbedder(program: Command): void {
       "words (a sentence encoder trained on views of each task, InfoNCE; --init for T5) or aligned (hybrid + a low-rank channel trained on the pool's task names as weak positives; use it with --embedder aligned:<out>)",
       "words",
     )
-    .option("--options <k=v,...>", "aligned: rank=32,weight=0.15,temperature=0.2,steps=200,lr=0.05,seed=0,jaccard=0.34,dataset=1,shape=0.15,explanation=0.5,input=0.35")
+    .option("--options <k=v,...>", "aligned: rank=32,weight=0.15,temperature=0.2,steps=200,lr=0.05,seed=0,jaccard=0.34,dataset=1,minDatasets=1,shape=0.15,explanation=0.5,input=0.35")
     .option("--init <checkpoint>", "initialize from a T5 checkpoint's encoder (and use its tokenizer); default: a word-level transformer with a vocabulary built from the pool")
     .option("--steps <n>", "optimizer steps (0 writes the untrained encoder)", "300")
     .option("--batch <n>", "tasks per step (each gives two views)", "32")

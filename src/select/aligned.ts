@@ -10,8 +10,8 @@
 //   generation", ...) overlap its own with Jaccard >= 0.34, and the other tasks of its source dataset
 //   (task1342_amazon_us_reviews_title -> amazon), the latter weighted by `dataset` (default 1; below 1 they
 //   count less than a shared kind of task, see weakPositives); every other task of the pool is a negative
-//   (lexically similar tasks of other datasets and kinds are the hard ones). Only features seen in `minDatasets`
-//   (3) source datasets of the pool enter the learned channel, so it can only use vocabulary that transfers.
+//   (lexically similar tasks of other datasets and kinds are the hard ones). With `minDatasets` = m > 1 only
+//   features seen in m source datasets of the pool enter the learned channel (vocabulary that transfers).
 // Names are never read at selection time: targets (and the pool) are embedded from their instruction and
 // examples alone.
 //
@@ -53,9 +53,9 @@ export interface AlignedOptions {
   dataset?: number;
   /**
    * Only features seen in at least this many source datasets of the training pool enter the learned channel
-   * (default 3; 1: all, as models saved before this option); the others, and features never seen in
-   * training, get zero columns instead of their sketch, so the channel can only use vocabulary that is shared
-   * across datasets (held out it then helps kind@5 more and costs dataset@5 less: README).
+   * (default 1: all); the others, and features never seen in training, get zero columns instead of their
+   * sketch, so the channel can only use vocabulary that is shared across datasets (measured in the README: 3
+   * does not beat 1 held out).
    */
   minDatasets?: number;
   /** Hybrid channel weights (defaults: shape 0.15, explanation 0.5, input 0.35). */
@@ -74,7 +74,7 @@ export const ALIGNED_DEFAULTS: Required<AlignedOptions> = {
   seed: 0,
   jaccard: 0.34,
   dataset: 1,
-  minDatasets: 3,
+  minDatasets: 1,
   shape: 0.15,
   explanation: 0.5,
   input: 0.35,
@@ -431,8 +431,7 @@ export function loadAligned(dir: string): AlignedModel {
   if (!existsSync(jp)) throw new Error(`aligned: ${dir}: no aligned.json (write one with instill select-embedder train --method aligned)`);
   const j = JSON.parse(readFileSync(jp, "utf8")) as { format?: string; options?: Required<AlignedOptions>; keys?: string[]; trainedOn?: AlignedModel["trainedOn"]; losses?: number[] };
   if (j.format !== ALIGNED_FORMAT || !j.options || !Array.isArray(j.keys)) throw new Error(`aligned: ${jp}: not an ${ALIGNED_FORMAT} file`);
-  // Folders written before minDatasets existed used every feature (and sketches for unseen ones).
-  const options: Required<AlignedOptions> = Object.assign({}, ALIGNED_DEFAULTS, { minDatasets: 1 }, j.options);
+  const options = { ...ALIGNED_DEFAULTS, ...j.options };
   const buf = readFileSync(join(dir, "aligned.f32"));
   const expect = j.keys.length * options.rank * 4;
   if (buf.byteLength !== expect) throw new Error(`aligned: ${dir}/aligned.f32: ${buf.byteLength} bytes, expected ${expect} (${j.keys.length} keys x rank ${options.rank})`);

@@ -101,6 +101,23 @@ describe("aligned embedder", () => {
     expect(g.some((x) => Math.abs(x) > 1e-3)).toBe(true);
   });
 
+  it("minDatasets: features of fewer source datasets get zero columns, trained or unseen", async () => {
+    const tasks = synthetic();
+    const res = await trainAligned(tasks, { steps: 3, rank: 4, minDatasets: 2 });
+    const row = (k: string) => Array.from(res.W.subarray(res.keys.indexOf(k) * 4, res.keys.indexOf(k) * 4 + 4));
+    expect(res.keys).toContain("d:river");  // only dataset alpha's definitions say "rivers"
+    expect(row("d:river")).toEqual([0, 0, 0, 0]);
+    expect(row("d:question").some((x) => x !== 0)).toBe(true);  // question generation in all 4 datasets
+    const all = await trainAligned(tasks, { steps: 3, rank: 4 });
+    expect(Array.from(all.W.subarray(all.keys.indexOf("d:river") * 4, all.keys.indexOf("d:river") * 4 + 4)).some((x) => x !== 0)).toBe(true);
+    // at embedding time a word never seen in training gets no column either: its text embeds as the base alone
+    const e = new AlignedEmbedder({ rank: 4, minDatasets: 2 }, { options: { ...ALIGNED_DEFAULTS, rank: 4, minDatasets: 2 }, keys: res.keys, W: res.W });
+    const novel: EvalTask[] = [{ name: "x", text: "zebra quokka" }, ...tasks];
+    await e.fitTasks(novel);
+    const m = toMatrix(await e.embedTasks([{ text: "zebra quokka" }]), 1);
+    expect(Array.from(m.data.subarray(m.dim - 4)).every((x) => x === 0)).toBe(true);
+  });
+
   it("sketch columns are deterministic per key and seed, ~N(0, 1/r)", () => {
     const a = new Float64Array(32), b = new Float64Array(32), c = new Float64Array(32);
     sketchColumn("d:question", 32, 0, a);
