@@ -328,6 +328,11 @@ function exampleRetrieval(pool: EmbeddingMatrix, queries: EmbeddingMatrix, rows:
   return { accuracy: hits / rows.length, queries: rows.length, candidates: pool.rows, chance: 1 / pool.rows };
 }
 
+/** A task's categories as one label (sorted, joined), or undefined without any. */
+function categoryLabel(t: EvalTask): string | undefined {
+  return t.categories?.length ? [...t.categories].sort().join(" | ") : undefined;
+}
+
 export interface EvaluateOptions {
   k?: number;
   /** Cross-fitting folds for trained embedders (default 2). */
@@ -352,7 +357,7 @@ export async function evaluateEmbedder(
   const { pool, queries, queryRows } = await embedForEval(tasks, embedder, o.train, o.folds ?? 2);
   const nb = leaveOneOutTopk(pool, k);
   const names = tasks.map((t) => t.name);
-  const cats = tasks.map((t) => (t.categories?.length ? [...t.categories].sort().join(" | ") : undefined));
+  const cats = tasks.map(categoryLabel);
   const res: EmbedderMeasures = {
     embedder: name,
     tasks: tasks.length,
@@ -374,7 +379,7 @@ export function chanceMeasures(tasks: EvalTask[], k = 5): EmbedderMeasures {
     return { ...r, k, precision: r.chance, lift: 1 };
   };
   const names = tasks.map((t) => t.name);
-  const cats = tasks.map((t) => (t.categories?.length ? [...t.categories].sort().join(" | ") : undefined));
+  const cats = tasks.map(categoryLabel);
   const res: EmbedderMeasures = { embedder: "random", tasks: tasks.length, dataset: z(names.map(datasetOf)), kind: z(names.map(kindOf)), seconds: 0 };
   if (cats.some((c) => c !== undefined)) res.category = z(cats);
   if (tasks.some((t) => t.examples?.length)) res.example = { accuracy: 1 / tasks.length, queries: tasks.filter((t) => t.examples?.length).length, candidates: tasks.length, chance: 1 / tasks.length };
@@ -451,7 +456,7 @@ export async function evaluateHeldOut(
       const m = normalizeRows(await embedTaskMatrix(e, held));
       const nb = leaveOneOutTopk(m, k);
       const names = held.map((t) => t.name);
-      const cats = held.map((t) => (t.categories?.length ? [...t.categories].sort().join(" | ") : undefined));
+      const cats = held.map(categoryLabel);
       parts.push({
         ds: precisionAtK(nb, k, names.map(datasetOf)),
         kd: precisionAtK(nb, k, names.map(kindOf)),
@@ -472,11 +477,6 @@ export async function evaluateHeldOut(
   };
   if (parts.every((p) => p.cat)) res.category = mergePrecision(parts.map((p) => ({ p: p.cat!, rows: p.rows })), N, k);
   return res;
-}
-
-/** A task's categories as one label (sorted, joined), or undefined without any. */
-function categoryLabel(t: EvalTask): string | undefined {
-  return t.categories?.length ? [...t.categories].sort().join(" | ") : undefined;
 }
 
 /** Precision@k of targets' top-k among pool rows against labels; only targets whose label the pool has are queried. */
