@@ -47,6 +47,21 @@ function synthetic(): EvalTask[] {
   return out;
 }
 
+/** A small aligned embedder factory that records the names of every training call. */
+function spiedAligned(): { seen: string[][]; create: () => Promise<AlignedEmbedder> } {
+  const seen: string[][] = [];
+  const create = async () => {
+    const e = new AlignedEmbedder({ steps: 5, rank: 4 });
+    const train = e.train.bind(e);
+    e.train = async (t) => {
+      seen.push(t.map((x) => x.name));
+      return train(t);
+    };
+    return e;
+  };
+  return { seen, create };
+}
+
 describe("aligned embedder", () => {
   it("reads weak positives from names: name words with Jaccard >= 0.34 (1), else the same dataset (weight `dataset`)", () => {
     expect(nameWords("task001_quoref_question_generation")).toEqual(["question", "generation"]);
@@ -195,16 +210,7 @@ describe("aligned embedder", () => {
       const trainDs = new Set(s.trainOn.map((i) => folds[i]));
       for (const i of s.evalOn) expect(trainDs.has(folds[i])).toBe(false);
     }
-    const seen: string[][] = [];
-    const create = async () => {
-      const e = new AlignedEmbedder({ steps: 5, rank: 4 });
-      const train = e.train.bind(e);
-      e.train = async (t) => {
-        seen.push(t.map((x) => x.name));
-        return train(t);
-      };
-      return e;
-    };
+    const { seen, create } = spiedAligned();
     const evalOn = tasks.map((_, i) => i).filter((i) => i % 2 === 0);
     const trainOn = tasks.map((_, i) => i).filter((i) => i % 2 === 1);
     const m = await evaluateHeldOut(tasks, "aligned", create, [{ trainOn, evalOn }], { k: 2 });
@@ -218,16 +224,7 @@ describe("aligned embedder", () => {
     // pool: datasets alpha, beta, gamma (9 tasks); targets: delta's 3 tasks, whose dataset the pool lacks
     const pool = tasks.map((t, i) => (t.name.includes("_delta_") ? -1 : i)).filter((i) => i >= 0);
     const targets = tasks.map((t, i) => (t.name.includes("_delta_") ? i : -1)).filter((i) => i >= 0);
-    const seen: string[][] = [];
-    const create = async () => {
-      const e = new AlignedEmbedder({ steps: 5, rank: 4 });
-      const train = e.train.bind(e);
-      e.train = async (t) => {
-        seen.push(t.map((x) => x.name));
-        return train(t);
-      };
-      return e;
-    };
+    const { seen, create } = spiedAligned();
     const m = await evaluateTargets(tasks, "aligned", create, { pool, targets }, { k: 3 });
     expect(seen).toEqual([pool.map((i) => tasks[i].name)]);
     expect(m.tasks).toBe(3);
