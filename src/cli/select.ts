@@ -50,7 +50,7 @@ export function registerSelect(program: Command): void {
     .option("--k <k>", "tasks to select per target")
     .option(
       "--embedder <name>",
-      "embedder: hybrid (the default: BM25 over the instruction + the output shape of its positive examples), lexical[:bm25|raw|plain|nostem] (TF-IDF), " +
+      "embedder: hybrid (the default: BM25 over the instruction + the output shape of its positive examples), lexical[:bm25|raw|plain|nostem|nobigram] (TF-IDF with bigrams), " +
         "encoder:<checkpoint dir>[,pool=mean|firstlast], trained:<dir> (instill select-embedder train), hybrid:trained=<dir> (both), " +
         "aligned:<dir> (instill select-embedder train --method aligned; hybrid + a channel aligned on the pool's task names)",
       DEFAULT_EMBEDDER,
