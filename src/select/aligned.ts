@@ -248,6 +248,19 @@ export interface AlignedTrainResult {
   seconds: number;
 }
 
+/** The rows of P (n x n) with a positive (anchors), how many, and how many positive pairs. */
+function anchorsOf(P: Float64Array, n: number): { hasPos: Uint8Array; anchors: number; positives: number } {
+  const hasPos = new Uint8Array(n);
+  let positives = 0;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++)
+      if (P[i * n + j] > 0) {
+        hasPos[i] = 1;
+        positives++;
+      }
+  return { hasPos, anchors: hasPos.reduce((a, b) => a + b, 0), positives };
+}
+
 /**
  * The training objective for fixed lexical cosines HH (n x n) and weak positives P: a function of W (D x r,
  * row-major) that writes the gradient of loss + weightDecay/2 |W|^2 into gW and returns the loss, the mean over
@@ -264,9 +277,7 @@ export function alignedObjective(
   weightDecay: number,
 ): (W: Float64Array, gW: Float64Array) => number {
   const n = H.n;
-  const hasPos = new Uint8Array(n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (P[i * n + j] > 0) hasPos[i] = 1;
-  const anchors = hasPos.reduce((a, b) => a + b, 0);
+  const { hasPos, anchors } = anchorsOf(P, n);
   const Z = new Float64Array(n * r);
   const G = new Float64Array(n * n);
   const dZ = new Float64Array(n * r);
@@ -360,15 +371,7 @@ export async function trainAligned(tasks: NamedTask[], opts: AlignedOptions = {}
     }
   }
   const P = weakPositives(tasks.map((t) => t.name), o.jaccard, o.dataset);
-  const hasPos = new Uint8Array(n);
-  let positives = 0;
-  for (let i = 0; i < n; i++)
-    for (let j = 0; j < n; j++)
-      if (P[i * n + j]) {
-        hasPos[i] = 1;
-        positives++;
-      }
-  const anchors = hasPos.reduce((a, b) => a + b, 0);
+  const { anchors, positives } = anchorsOf(P, n);
   if (!anchors) throw new Error(`aligned: no two of the ${n} tasks share a source dataset or name words (Jaccard >= ${o.jaccard}); nothing to align on`);
   // Features the learned channel may use: those seen in at least minDatasets source datasets.
   const active = new Uint8Array(D).fill(1);
