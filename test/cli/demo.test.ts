@@ -33,6 +33,7 @@ describe("instill demo --quick", () => {
     expect(res.data.testBySplit).toMatchObject({ arguments: expect.any(Number), compositions: expect.any(Number), wordings: expect.any(Number) });
     // every row starts from the one base of the seed; TAGI reads fewer tokens per example than the definition row
     expect(res.parallel).toEqual({ jobs: 2, threads: 1 });
+    expect(res.instaEmbedder).toBe("hybrid");  // instill select's default unless --embedder
     expect(res.base.length).toBe(1);
     expect(res.base[0].cached).toBe(false);
     const def = res.methods.find((m: { method: string; scope: string }) => m.method === "definition" && m.scope === "all");
@@ -68,6 +69,14 @@ describe("instill demo --quick", () => {
     const r = spawnSync(process.execPath, [cliPath, "demo", "--quick", "--jobs", "0", "--out", mkdtempSync(join(tmpdir(), "instill-demo-"))], { encoding: "utf8", timeout: 60_000 });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/--jobs: expected a positive integer, got 0/);
+  });
+
+  it("refuses an unknown --embedder for the insta row before any work", () => {
+    const out = join(mkdtempSync(join(tmpdir(), "instill-demo-")), "out");
+    const r = spawnSync(process.execPath, [cliPath, "demo", "--quick", "--methods", "insta", "--embedder", "nope", "--out", out], { encoding: "utf8", timeout: 60_000 });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/--embedder: unknown embedder 'nope' \(available: lexical, hybrid/);
+    expect(existsSync(out)).toBe(false);
   });
 
   it("refuses a reconstruction fraction outside [0, 1], naming the flag, before any work", () => {

@@ -2,7 +2,7 @@
 // on the embedded suite (written to a temp dir) and a tiny random T5 checkpoint.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cliPath } from "../helpers/native.js";
@@ -123,6 +123,20 @@ describe("instill select-embedder", () => {
     expect(Object.keys(tj)).toEqual(["random", "lexical", "aligned:steps=5,rank=8"]);
     expect(tj.lexical.dataset.precision).toBeGreaterThan(tj.random.dataset.precision);
     expect(tj.lexical.category.precision).toBeGreaterThan(tj.random.category.precision);
+    // --by-kind: kind@k per kind label of the names (two kinds of two tasks each, one query per task at k = 1)
+    const jl = join(tmp, "kinds.jsonl");
+    const defs = [
+      ["task001_alpha_sentiment_analysis", "Classify the sentiment of the review as positive or negative."],
+      ["task002_beta_sentiment_analysis", "Decide whether the sentiment of the tweet is positive or negative."],
+      ["task003_gamma_question_generation", "Write a question about the passage."],
+      ["task004_delta_question_generation", "Generate a question whose answer is in the passage."],
+    ];
+    writeFileSync(jl, defs.map(([task, definition]) => JSON.stringify({ task, definition })).join("\n") + "\n");
+    const bk = run(["select-embedder", "eval", "--pool", jl, "--all-tasks", "--k", "1", "--embedder", "lexical:plain", "--embedder", "lexical", "--by-kind", "--no-example"]);
+    expect(bk.status, bk.stderr).toBe(0);
+    expect(bk.stdout).toMatch(/kind@1 by kind \(queries of that kind\):\n\| kind \| queries \| lexical:plain \| lexical \|/);
+    expect(bk.stdout).toMatch(/\| question generation \| 2 \| 1\.000 \| 1\.000 \|/);
+    expect(bk.stdout).toMatch(/\| sentiment analysis \| 2 \| 1\.000 \| 1\.000 \|/);
     const two = run(["select-embedder", "eval", "--pool", tasksDir, "--cross-fit", "--targets-outside", "--embedder", "lexical"]);
     expect(two.status).toBe(1);
     expect(two.stderr).toMatch(/give one of them/);
